@@ -1,0 +1,137 @@
+"""Functions of tensors used by layers and losses (``engine.functional as F``).
+
+Most are written through the primitive ops; ``log_softmax`` and
+``binary_cross_entropy`` are ops of their own so that they are numerically
+stable, and ``cross_entropy`` is ``log_softmax`` followed by picking each
+sample's label.
+"""
+import numpy
+
+from engine import backend
+from engine.autograd import Function
+from engine.random import default_generator
+from engine.tensor import Tensor
+
+
+def relu(x):
+    return x.relu()
+
+
+def sigmoid(x):
+    return x.sigmoid()
+
+
+def tanh(x):
+    return x.tanh()
+
+
+def linear(x, weight, bias=None):
+    """z = x W^T + b  (MATH F1 for a batch: each row of x is one sample). x (N, in), W (out, in)."""
+    z = x @ weight.T
+    return z if bias is None else z + bias
+
+
+class LogSoftmax(Function):
+    """z_k = a_k - log sum_j e^{a_j}, computed as (a_k - m) - log sum_j e^{a_j - m}, m = max_j a_j.
+
+    Subtracting the max leaves z unchanged and keeps every exponent <= 0, so
+    nothing overflows. dz_k/da_j = [k = j] - softmax(a)_j, hence
+    dL/da = g - softmax(a) * sum_k g_k.
+    """
+
+    def forward(self, a, axis):
+        xp = backend.array_module(a)
+        shifted = a - a.max(axis=axis, keepdims=True)
+        z = shifted - xp.log(xp.exp(shifted).sum(axis=axis, keepdims=True))
+        self.saved = (z,)
+        return z
+
+    def backward(self, g):
+        (z,) = self.saved
+        xp = backend.array_module(g)
+        return (g - xp.exp(z) * g.sum(axis=self.options["axis"], keepdims=True),)
+
+
+def log_softmax(x, axis=-1):
+    return LogSoftmax.apply(x, axis=axis)
+
+
+def softmax(x, axis=-1):
+    """softmax(z)_k = e^{z_k} / sum_j e^{z_j}  (MATH F3), as exp(log_softmax): stable."""
+    return log_softmax(x, axis).exp()
+
+
+def cross_entropy(logits, labels):
+    """CE = -(1/n) sum_i log softmax(logits_i)[y_i]  (MATH F5 with one-hot y).
+
+    ``logits`` (N, C) floats; ``labels`` (N,) integer class indices in [0, C).
+    """
+    labels = labels.data if isinstance(labels, Tensor) else labels
+    if logits.ndim != 2 or labels.ndim != 1 or labels.shape[0] != logits.shape[0]:
+        raise ValueError(f"cross_entropy: expected logits (N, C) and labels (N,), "
+                         f"got shapes {logits.shape} and {labels.shape}")
+    if labels.dtype.kind not in "iu":
+        raise ValueError(f"cross_entropy: labels must be integer class indices, got {labels.dtype}")
+    if labels.size and (labels.min() < 0 or labels.max() >= logits.shape[1]):
+        raise ValueError(f"cross_entropy: labels must lie in [0, {logits.shape[1]}), "
+                         f"got values from {labels.min()} to {labels.max()}")
+    xp = backend.array_module(logits.data)
+    picked = log_softmax(logits, axis=1)[xp.arange(labels.shape[0]), labels]
+    return -picked.mean()
+
+
+def _check_same_shape(op, a, b):
+    if a.shape != b.shape:
+        raise ValueError(f"{op}: input shape {a.shape} and target shape {b.shape} differ")
+
+
+def mse_loss(input, target):
+    """MSE = (1/n) sum_i (yhat_i - y_i)^2  (MATH F4), the mean over every entry."""
+    target = target if isinstance(target, Tensor) else Tensor(target, dtype=input.dtype)
+    _check_same_shape("mse_loss", input, target)
+    return ((input - target) ** 2).mean()
+
+
+class BinaryCrossEntropy(Function):
+    """BCE = -(1/n) sum_i [y_i log p_i + (1 - y_i) log(1 - p_i)]  (MATH F5, two classes).
+
+    As in PyTorch, each log is clamped at -100 so p = 0 or 1 gives a finite loss,
+    and dBCE/dp_i = (p_i - y_i) / max(p_i (1 - p_i), 1e-12) / n.
+    """
+
+    def forward(self, p, y):
+        xp = backend.array_module(p)
+        if p.size and (p.min() < 0 or p.max() > 1):
+            raise ValueError("binary_cross_entropy: input probabilities must lie in [0, 1]")
+        self.saved = (p, y)
+        with numpy.errstate(divide="ignore"):  # log(0) = -inf is meant: clamped to -100 next
+            log_p = xp.maximum(xp.log(p), -100)
+            log_1mp = xp.maximum(xp.log(1 - p), -100)
+        return -(y * log_p + (1 - y) * log_1mp).mean()
+
+    def backward(self, g):
+        p, y = self.saved
+        xp = backend.array_module(p)
+        return (g * (p - y) / xp.maximum(p * (1 - p), 1e-12) / max(p.size, 1), None)
+
+
+def binary_cross_entropy(input, target):
+    """``input`` probabilities in [0, 1] (e.g. a sigmoid's output), ``target`` 0/1 of the same shape."""
+    target = target if isinstance(target, Tensor) else Tensor(target, dtype=input.dtype)
+    _check_same_shape("binary_cross_entropy", input, target)
+    return BinaryCrossEntropy.apply(input, target.to(dtype=input.dtype))
+
+
+def dropout(x, p=0.5, training=True, generator=None):
+    """Zero each entry with probability p and scale the rest by 1/(1 - p) (inverted dropout),
+    so the expected value is unchanged and evaluation needs no rescaling."""
+    if not 0 <= p <= 1:
+        raise ValueError(f"dropout: probability p must be in [0, 1], got {p}")
+    if not training or p == 0:
+        return x
+    if p == 1:
+        return x * 0.0
+    generator = generator or default_generator()
+    keep = generator.random(x.shape) >= p
+    mask = backend.to_device(keep.astype(x.dtype) / x.dtype.type(1 - p), x.device)
+    return x * Tensor(mask)

@@ -1,0 +1,60 @@
+"""Reductions over axes. The gradient flows back to every entry that was reduced."""
+from engine import backend
+from engine.autograd import Function
+
+
+def normalize_axis(axis, ndim):
+    """``axis`` (None, int or tuple, negatives allowed) as a sorted tuple of non-negative ints."""
+    if axis is None:
+        return tuple(range(ndim))
+    axes = (axis,) if isinstance(axis, int) else tuple(axis)
+    out = []
+    for a in axes:
+        if not -max(ndim, 1) <= a < max(ndim, 1):
+            raise ValueError(f"axis {a} is out of range for a {ndim}-D tensor")
+        out.append(a % ndim if ndim else 0)
+    if ndim == 0:
+        return ()  # a 0-d tensor: axis 0 or -1 names "the whole thing", as in PyTorch
+    if len(set(out)) != len(out):
+        raise ValueError(f"repeated axis in {axis}")
+    return tuple(sorted(out))
+
+
+def _expand(g, axis, keepdims):
+    """Put the reduced axes back into g (as size-1 axes) so it broadcasts against the input."""
+    return g if keepdims else backend.array_module(g).expand_dims(g, axis)
+
+
+class Sum(Function):
+    """z = sum of a over ``axis``;  dz/da_i = 1 for every entry: g is copied back to each."""
+
+    def forward(self, a, axis, keepdims):
+        self.saved = (a.shape,)
+        return a.sum(axis=axis, keepdims=keepdims)
+
+    def backward(self, g):
+        (shape,) = self.saved
+        xp = backend.array_module(g)
+        o = self.options
+        return (xp.broadcast_to(_expand(g, o["axis"], o["keepdims"]), shape),)
+
+
+class Max(Function):
+    """z = max of a over ``axis``;  dz/da_i = 1/k at the k entries equal to the max, else 0.
+
+    Ties share the gradient evenly (as ``torch.amax`` does), so the sum over the
+    reduced entries of dz/da_i is 1, as for a unique maximum.
+    """
+
+    def forward(self, a, axis, keepdims):
+        if a.size == 0:
+            raise ValueError("max: cannot reduce an empty tensor")
+        z = a.max(axis=axis, keepdims=True)
+        mask = a == z
+        self.saved = (mask / mask.sum(axis=axis, keepdims=True).astype(a.dtype),)
+        return z if keepdims else backend.array_module(a).squeeze(z, axis=axis)
+
+    def backward(self, g):
+        (share,) = self.saved
+        o = self.options
+        return (share * _expand(g, o["axis"], o["keepdims"]),)

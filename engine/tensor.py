@@ -1,0 +1,280 @@
+"""The Tensor: an array, and the place it came from in the graph.
+
+``Tensor.data`` is a backend array (NumPy, or CuPy on ``device="cuda"``);
+``Tensor.grad`` is an array of the same shape (or None) that ``backward()``
+fills for leaves that require grad. Every operator below is a call to one op
+in ``engine.ops``; the ops hold the math, this class only gives them names.
+"""
+import numpy
+
+from engine import backend
+
+DEFAULT_DTYPE = numpy.float32
+
+
+def _is_array(x):
+    """A NumPy/CuPy array or NumPy scalar: keeps its dtype (Python numbers default to float32)."""
+    return isinstance(x, (numpy.ndarray, numpy.generic)) or type(x).__module__.startswith("cupy")
+
+
+class Tensor:
+    """``Tensor(data, requires_grad=False, dtype=None, device=None)``.
+
+    ``data``: an array, a Python number or nested list, or a Tensor.
+    ``dtype``: default float32 for Python floats; arrays keep their dtype
+    (a float64 array stays float64; integer labels stay integers).
+    ``device``: "cpu" or "cuda"; default: where ``data`` already is (cpu for Python data).
+
+    An array of the right dtype and device is wrapped, not copied (like
+    ``torch.from_numpy``): an optimiser step on the tensor changes the array too.
+    """
+
+    __array_priority__ = 1000  # numpy_array * tensor -> Tensor.__rmul__, not an object array
+
+    def __init__(self, data, requires_grad=False, dtype=None, device=None):
+        if isinstance(data, Tensor):
+            data = data.data
+        device = backend.check_device(device or backend.device_of(data))
+        if _is_array(data):
+            data = backend.to_device(data, device)
+        else:  # Python data: floats default to float32, as in PyTorch
+            data = numpy.asarray(data)
+            if dtype is None and data.dtype == numpy.float64:
+                dtype = DEFAULT_DTYPE
+            data = backend.to_device(data, device)
+        xp = backend.array_module(data)
+        self.data = xp.asarray(data, dtype=dtype)
+        self._init_graph(requires_grad)
+
+    def _init_graph(self, requires_grad):
+        if requires_grad and self.data.dtype.kind not in "fc":
+            raise RuntimeError(f"Tensor: only floating-point tensors can require grad, "
+                               f"got dtype {self.data.dtype}")
+        self.requires_grad = bool(requires_grad)
+        self.grad = None
+        self._ctx = None           # the Function that produced this tensor (None for leaves)
+        self._retains_grad = False
+
+    @classmethod
+    def _wrap(cls, array, requires_grad=False):
+        """A Tensor around an op's output array, without conversion or copy."""
+        t = cls.__new__(cls)
+        xp = backend.array_module(array)
+        t.data = array if isinstance(array, xp.ndarray) else xp.asarray(array)
+        t._init_graph(requires_grad)
+        return t
+
+    # ---- what it is ----
+    shape = property(lambda self: self.data.shape)
+    dtype = property(lambda self: self.data.dtype)
+    ndim = property(lambda self: self.data.ndim)
+    device = property(lambda self: backend.device_of(self.data))
+    is_leaf = property(lambda self: self._ctx is None)
+
+    def numel(self):
+        return int(self.data.size)
+
+    def __len__(self):
+        return len(self.data)
+
+    def numpy(self):
+        """The data as a NumPy array (no copy on cpu; a host copy from cuda)."""
+        if self.requires_grad:
+            raise RuntimeError("numpy(): call .detach().numpy() on a tensor that requires grad")
+        return backend.to_numpy(self.data)
+
+    def item(self):
+        if self.data.size != 1:
+            raise ValueError(f"item(): only a one-element tensor converts to a number, shape {self.shape}")
+        return self.data.reshape(()).item()
+
+    def detach(self):
+        """The same data, cut from the graph."""
+        return Tensor._wrap(self.data)
+
+    def requires_grad_(self, requires_grad=True):
+        if not self.is_leaf:
+            raise RuntimeError("requires_grad_: only leaf tensors can change requires_grad")
+        if requires_grad and self.data.dtype.kind not in "fc":
+            raise RuntimeError(f"requires_grad_: only floating-point tensors can require grad, "
+                               f"got dtype {self.data.dtype}")
+        self.requires_grad = bool(requires_grad)
+        return self
+
+    def retain_grad(self):
+        """Keep ``.grad`` on this non-leaf tensor after backward (for teaching and debugging)."""
+        self._retains_grad = True
+
+    def to(self, device=None, dtype=None):
+        """A copy on ``device`` and/or of ``dtype`` (differentiable); self if nothing changes."""
+        out = self
+        if device is not None and backend.check_device(device) != self.device:
+            out = ops.ToDevice.apply(out, device=device)
+        if dtype is not None and numpy.dtype(dtype) != out.dtype:
+            out = ops.Cast.apply(out, dtype=numpy.dtype(dtype))
+        return out
+
+    def backward(self, grad=None, retain_graph=False):
+        """Fill ``.grad`` of every leaf this tensor depends on (see engine.autograd.backward)."""
+        autograd.backward(self, grad, retain_graph)
+
+    def __repr__(self):
+        grad = ", requires_grad=True" if self.requires_grad else ""
+        device = ", device='cuda'" if self.device == "cuda" else ""
+        return f"Tensor({backend.to_numpy(self.data)!r}{grad}{device})"
+
+    # ---- arithmetic: a + b, a - b = a + (-b), a / b = a * b**-1 ----
+    def _lift(self, other):
+        """A constant operand as a tensor of our dtype and device (no float64 promotion)."""
+        if isinstance(other, Tensor):
+            return other
+        xp = backend.array_module(self.data)
+        other = xp.asarray(other)
+        # An integer tensor meeting a float (t * 0.5, t / 2, t.mean()) becomes float, as in
+        # PyTorch: casting 0.5 to the tensor's integer dtype would silently make it 0.
+        promote = self.dtype.kind in "biu" and other.dtype.kind == "f"
+        return Tensor._wrap(other.astype(DEFAULT_DTYPE if promote else self.dtype, copy=False))
+
+    def __add__(self, other):
+        return ops.Add.apply(self, self._lift(other))
+
+    def __mul__(self, other):
+        return ops.Mul.apply(self, self._lift(other))
+
+    def __neg__(self):
+        return ops.Neg.apply(self)
+
+    def __sub__(self, other):
+        other = self._lift(other)
+        ops.check_broadcast("sub", self, other)
+        return self + (-other)
+
+    def __truediv__(self, other):
+        if not isinstance(other, Tensor):
+            return self * (1.0 / other)
+        ops.check_broadcast("div", self, other)
+        return self * other ** -1
+
+    def __pow__(self, exponent):
+        if isinstance(exponent, Tensor):
+            raise TypeError("pow: only a scalar exponent is supported, got a Tensor")
+        return ops.Pow.apply(self, exponent=exponent)
+
+    def __radd__(self, other):
+        return self._lift(other) + self
+
+    def __rmul__(self, other):
+        return self._lift(other) * self
+
+    def __rsub__(self, other):
+        return self._lift(other) - self
+
+    def __rtruediv__(self, other):
+        return self._lift(other) / self
+
+    def __matmul__(self, other):
+        return ops.matmul(self, self._lift(other))
+
+    def __rmatmul__(self, other):
+        return ops.matmul(self._lift(other), self)
+
+    # ---- comparisons: boolean tensors, no gradient (as in PyTorch) ----
+    __hash__ = object.__hash__  # defining __eq__ would otherwise make tensors unhashable
+
+    def _compare(self, other, name):
+        other = other.data if isinstance(other, Tensor) else other
+        return Tensor._wrap(getattr(self.data, name)(other))
+
+    def __eq__(self, other):
+        return self._compare(other, "__eq__")
+
+    def __ne__(self, other):
+        return self._compare(other, "__ne__")
+
+    def __lt__(self, other):
+        return self._compare(other, "__lt__")
+
+    def __le__(self, other):
+        return self._compare(other, "__le__")
+
+    def __gt__(self, other):
+        return self._compare(other, "__gt__")
+
+    def __ge__(self, other):
+        return self._compare(other, "__ge__")
+
+    # ---- elementwise functions ----
+    def exp(self):
+        return ops.Exp.apply(self)
+
+    def log(self):
+        return ops.Log.apply(self)
+
+    def tanh(self):
+        return ops.Tanh.apply(self)
+
+    def sigmoid(self):
+        return ops.Sigmoid.apply(self)
+
+    def relu(self):
+        return ops.ReLU.apply(self)
+
+    # ---- reductions ----
+    def sum(self, axis=None, keepdims=False):
+        return ops.Sum.apply(self, axis=ops.normalize_axis(axis, self.ndim), keepdims=keepdims)
+
+    def mean(self, axis=None, keepdims=False):
+        axis = ops.normalize_axis(axis, self.ndim)
+        count = 1
+        for a in axis:
+            count *= self.shape[a]
+        return self.sum(axis, keepdims) * (1.0 / max(count, 1))
+
+    def max(self, axis=None, keepdims=False):
+        return ops.Max.apply(self, axis=ops.normalize_axis(axis, self.ndim), keepdims=keepdims)
+
+    def argmax(self, axis=None):
+        """Index of the largest entry (no gradient)."""
+        return Tensor._wrap(self.data.argmax(axis=axis))
+
+    # ---- shape ----
+    def reshape(self, *shape):
+        shape = shape[0] if len(shape) == 1 and isinstance(shape[0], (tuple, list)) else shape
+        return ops.Reshape.apply(self, shape=tuple(shape))
+
+    def flatten(self, start_axis=0):
+        """Merge the axes from ``start_axis`` on into one."""
+        if not 0 <= start_axis < max(self.ndim, 1):
+            raise ValueError(f"flatten: start_axis {start_axis} out of range for shape {self.shape}")
+        return self.reshape(self.shape[:start_axis] + (-1,))
+
+    def transpose(self, *axes):
+        axes = axes[0] if len(axes) == 1 and isinstance(axes[0], (tuple, list)) else axes
+        return ops.Transpose.apply(self, axes=tuple(axes) or tuple(reversed(range(self.ndim))))
+
+    @property
+    def T(self):
+        return self.transpose()
+
+    def __getitem__(self, index):
+        return ops.GetItem.apply(self, index=ops.normalize_index(index))
+
+
+def concat(tensors, axis=0):
+    """Join tensors along an existing axis (``torch.cat``)."""
+    return ops.Concat.apply(*tensors, axis=axis)
+
+
+def stack(tensors, axis=0):
+    """Join tensors along a new axis: concat of each with a unit axis inserted."""
+    tensors = list(tensors)
+    if not tensors:
+        raise ValueError("stack: expected a non-empty list of tensors")
+    ndim = tensors[0].ndim
+    axis = axis + ndim + 1 if axis < 0 else axis
+    if not 0 <= axis <= ndim:
+        raise ValueError(f"stack: axis {axis} out of range for {ndim}-D tensors")
+    return concat([t.reshape(t.shape[:axis] + (1,) + t.shape[axis:]) for t in tensors], axis)
+
+
+from engine import autograd, ops  # noqa: E402  (both build on Tensor; import last)
