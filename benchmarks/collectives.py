@@ -1,0 +1,172 @@
+"""All-reduce time and bus bandwidth against message size, every algorithm and MPI's own.
+
+    mpirun -n 4 python -m mpi4py -m benchmarks.collectives            # 1 KiB .. 64 MiB, ~1 min
+    mpirun -n 2 python -m mpi4py -m benchmarks.collectives --quick    # smoke run, seconds
+
+OSU-style: for each size and algorithm, warm-up calls, then repeats each started after a
+barrier; a rank's time is the median of its repeats and the reported time the slowest rank's.
+Bus bandwidth (NCCL's convention) makes algorithms comparable across p:
+
+    busbw = (n / t) * 2 (p - 1) / p         (the bytes each rank must move, per second)
+
+Beside the measurements it draws the alpha-beta prediction of each algorithm
+(collectives/costmodel.py) with alpha, beta measured by ping-pong and gamma by timing np.add.
+Writes <out>/collectives.json and <out>/collectives.png (default out: benchmarks/results).
+"""
+import argparse
+import json
+import os
+import pathlib
+import platform
+import time
+
+import numpy
+
+import collectives
+from collectives import costmodel
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+
+MODELLED = ["naive", "tree", "recursive_doubling", "ring"]
+
+
+def time_allreduce(comm, name, x, repeats, warmup=2):
+    """This rank's median seconds for one all-reduce of x (no consistency check)."""
+    times = []
+    for repeat in range(warmup + repeats):
+        comm.barrier()
+        start = time.perf_counter()
+        collectives.allreduce(comm, x, name, check=False)
+        if repeat >= warmup:
+            times.append(time.perf_counter() - start)
+    return float(numpy.median(times))
+
+
+def repeats_for(nbytes, quick):
+    if quick:
+        return 3
+    return 40 if nbytes <= 64 << 10 else 15 if nbytes <= 4 << 20 else 7
+
+
+def crossover(sizes, seconds):
+    """Smallest size from which the ring stays faster than both tree and recursive doubling."""
+    faster = [r < min(t, d) for r, t, d in zip(seconds["ring"], seconds["tree"],
+                                               seconds["recursive_doubling"])]
+    for i in range(len(sizes)):
+        if all(faster[i:]):
+            return sizes[i]
+    return None
+
+
+def plot(result, path):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    sizes = numpy.array(result["sizes"])
+    p = result["ranks"]
+    colors = dict(zip(list(result["seconds"]), plt.rcParams["axes.prop_cycle"].by_key()["color"]))
+    fig, (left, right) = plt.subplots(1, 2, figsize=(13, 5.2))
+    for name, seconds in result["seconds"].items():
+        t = numpy.array(seconds)
+        style = dict(color=colors[name], marker="o", markersize=3.5,
+                     linewidth=2.4 if name in ("ring", "mpi") else 1.4,
+                     label="MPI.Allreduce (library)" if name == "mpi" else name)
+        left.loglog(sizes, t * 1e3, **style)
+        right.semilogx(sizes, sizes / t * 2 * (p - 1) / p / 1e9, **style)
+        if name in result["model"]["predicted"]:
+            left.loglog(sizes, numpy.array(result["model"]["predicted"][name]) * 1e3, "--",
+                        color=colors[name], linewidth=1, alpha=0.7)
+    link = result["model"]
+    left.plot([], [], "k--", linewidth=1,
+              label=f"alpha-beta model: alpha={link['alpha'] * 1e6:.0f} us (all ranks busy; "
+                    f"ping-pong {link['ping_pong_alpha'] * 1e6:.0f} us), "
+                    f"1/beta={1 / link['beta'] / 1e9:.1f} GB/s")
+    if result["crossover_bytes"]:
+        for axis in (left, right):
+            axis.axvline(result["crossover_bytes"], color="grey", linestyle=":", linewidth=1)
+        left.annotate("ring faster from here", (result["crossover_bytes"], left.get_ylim()[0]),
+                      xytext=(5, 10), textcoords="offset points", fontsize=8, color="grey")
+    left.set(xlabel="message size (bytes per rank)", ylabel="time per all-reduce (ms)",
+             title="time (log-log; dashed: cost model)")
+    right.set(xlabel="message size (bytes per rank)", ylabel="bus bandwidth (GB/s)",
+              title="bus bandwidth = n/t * 2(p-1)/p")
+    for axis in (left, right):
+        axis.grid(True, which="both", alpha=0.3)
+    left.legend(fontsize=8)
+    fig.suptitle(f"All-reduce on {p} MPI ranks, {result['machine']}")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="4 small sizes, 3 repeats")
+    parser.add_argument("--out", type=pathlib.Path, default=ROOT / "benchmarks" / "results")
+    args = parser.parse_args()
+
+    comm = collectives.world()
+    say = print if comm.rank == 0 else (lambda *a, **k: None)
+    sizes = [1 << k for k in (range(10, 17, 2) if args.quick else range(10, 27))]  # 1 KiB .. 64 MiB
+    names = list(collectives.ALGORITHMS)
+
+    ping = costmodel.measure_link(comm, repeats=10 if args.quick else 50)
+    loaded_alpha = costmodel.ring_step_latency(comm, repeats=10 if args.quick else 100)
+    # The model lines use the alpha a collective actually sees (every rank busy at once).
+    link = costmodel.LinkModel(loaded_alpha, ping.beta, ping.gamma)
+    say(f"ping-pong (2 ranks busy): alpha = {ping.alpha * 1e6:.1f} us, beta = "
+        f"{ping.beta * 1e9:.3f} ns/B ({1 / ping.beta / 1e9:.2f} GB/s); gamma = "
+        f"{ping.gamma * 1e9:.3f} ns/B (np.add)\nring step, all {comm.size} ranks busy: "
+        f"alpha = {loaded_alpha * 1e6:.1f} us   (the model lines use this alpha)")
+    say(f"\n{'bytes':>10}" + "".join(f"{name + ' (ms)':>24}" for name in names)
+        + f"{'ring busbw':>13}{'mpi busbw':>12}{'ring/mpi':>10}")
+
+    seconds = {name: [] for name in names}
+    for nbytes in sizes:
+        x = numpy.ones(nbytes // 8)                                     # float64
+        mine = numpy.array([time_allreduce(comm, name, x, repeats_for(nbytes, args.quick))
+                            for name in names])
+        slowest = collectives.allreduce(comm, mine, "mpi", "max")       # slowest rank's median
+        for name, t in zip(names, slowest):
+            seconds[name].append(float(t))
+        busbw = {name: nbytes / seconds[name][-1] * 2 * (comm.size - 1) / comm.size / 1e9
+                 for name in ("ring", "mpi")}
+        say(f"{nbytes:>10}" + "".join(f"{t * 1e3:>24.3f}" for t in slowest)
+            + f"{busbw['ring']:>10.2f} GB/s{busbw['mpi']:>7.2f} GB/s"
+            + f"{seconds['mpi'][-1] / seconds['ring'][-1]:>10.2f}", flush=True)
+
+    p = comm.size
+    result = {
+        "ranks": p,
+        "machine": f"{platform.machine()}, {_cores()} cores"
+                   + (" - oversubscribed: ranks share cores" if p > _cores() else ""),
+        "sizes": sizes,
+        "seconds": seconds,
+        "busbw_GBps": {name: [n / t * 2 * (p - 1) / p / 1e9 for n, t in zip(sizes, ts)]
+                       for name, ts in seconds.items()},
+        "ring_over_mpi_throughput": [m / r for m, r in zip(seconds["mpi"], seconds["ring"])],
+        "crossover_bytes": crossover(sizes, seconds),
+        "model": {"alpha": link.alpha, "beta": link.beta, "gamma": link.gamma,
+                  "ping_pong_alpha": ping.alpha,
+                  "predicted": {name: [costmodel.predict(name, p, n, link) for n in sizes]
+                                for name in MODELLED}},
+    }
+    if comm.rank == 0:
+        args.out.mkdir(parents=True, exist_ok=True)
+        (args.out / "collectives.json").write_text(json.dumps(result, indent=1) + "\n")
+        plot(result, args.out / "collectives.png")
+        ratio = dict(zip(sizes, result["ring_over_mpi_throughput"]))
+        say(f"\nring / MPI.Allreduce throughput: "
+            + ", ".join(f"{n >> 20} MiB: {ratio[n]:.2f}" for n in sizes if n >= 16 << 20))
+        say(f"crossover (ring fastest of ring/tree/recursive doubling from): "
+            f"{result['crossover_bytes']} bytes")
+        say(f"wrote {args.out / 'collectives.json'} and {args.out / 'collectives.png'}")
+
+
+def _cores():
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+
+
+if __name__ == "__main__":
+    main()

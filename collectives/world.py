@@ -1,0 +1,96 @@
+"""The MPI world: ``collectives.world()`` wraps mpi4py's COMM_WORLD in the Comm interface.
+
+    mpirun -n 4 python -m mpi4py my_script.py       # python -m mpi4py: one failing rank aborts all
+
+    comm = collectives.world()
+    comm.rank, comm.size
+    comm.sendrecv(chunk, comm.rank + 1, incoming, comm.rank - 1)
+
+Only the buffer-based calls (``Send``, ``Recv``, ``Sendrecv``, ``Isend``, ``Irecv``) are used,
+never the pickling lower-case ones: an array travels as its raw bytes (``[buf, MPI.BYTE]``),
+with no copy and no serialisation. mpi4py is imported here, lazily, so that importing
+``collectives`` (e.g. in a notebook using the in-process world) never initialises MPI.
+
+CuPy buffers. A CUDA-aware MPI reads device memory itself: we synchronise the current stream
+(so the kernels that wrote the buffer have finished) and hand the CuPy array over directly.
+Other MPIs cannot, so ``cuda_aware`` is False and the collectives stage the whole array
+through host memory once (allreduce.py), returning a CuPy array either way.
+"""
+from collectives.comm import Comm, on_gpu
+
+
+def _mpi():
+    from mpi4py import MPI
+    return MPI
+
+
+def world():
+    """A new MPIComm over COMM_WORLD (counters start at zero for each wrapper you make)."""
+    return MPIComm(_mpi().COMM_WORLD)
+
+
+def mpi_is_cuda_aware():
+    """True when this MPI library can read and write GPU memory itself (MPI 4.1 query)."""
+    query = getattr(_mpi(), "Query_cuda_support", None)  # absent from older mpi4py / MPIs
+    return bool(query and query())
+
+
+def _buffer(buf):
+    """The mpi4py buffer spec for ``buf``'s raw bytes; a GPU buffer's stream is synchronised."""
+    if on_gpu(buf):
+        import cupy
+        cupy.cuda.get_current_stream().synchronize()
+    return [buf, _mpi().BYTE]
+
+
+class _Request:
+    def __init__(self, request):
+        self._request = request
+
+    def wait(self):
+        self._request.Wait()
+
+
+class MPIComm(Comm):
+    """The Comm interface on an mpi4py communicator (COMM_WORLD or one made by ``split``)."""
+
+    def __init__(self, mpi_comm):
+        super().__init__()
+        self.mpi_comm = mpi_comm
+        self.rank = mpi_comm.Get_rank()
+        self.size = mpi_comm.Get_size()
+        self.cuda_aware = mpi_is_cuda_aware()
+
+    def _send(self, buf, dest, tag):
+        self.mpi_comm.Send(_buffer(buf), dest, tag)
+
+    def _recv(self, buf, source, tag):
+        self.mpi_comm.Recv(_buffer(buf), source, tag)
+
+    def _sendrecv(self, sendbuf, dest, recvbuf, source, tag):
+        self.mpi_comm.Sendrecv(_buffer(sendbuf), dest, tag, _buffer(recvbuf), source, tag)
+
+    def _isend(self, buf, dest, tag):
+        return _Request(self.mpi_comm.Isend(_buffer(buf), dest, tag))
+
+    def _irecv(self, buf, source, tag):
+        return _Request(self.mpi_comm.Irecv(_buffer(buf), source, tag))
+
+    def barrier(self):
+        self.mpi_comm.Barrier()  # the library's: used only to line ranks up for timing
+
+    def split(self, color, key=0):
+        MPI = _mpi()
+        sub = self.mpi_comm.Split(MPI.UNDEFINED if color is None else color, key)
+        return None if sub == MPI.COMM_NULL else MPIComm(sub)
+
+    def library_allreduce(self, buf, op_name):
+        """MPI's own Allreduce, in place on ``buf`` (the reference the benchmark compares to)."""
+        MPI = _mpi()
+        if on_gpu(buf) and not self.cuda_aware:
+            raise TypeError("library_allreduce got a CuPy array but MPI is not CUDA-aware")
+        if on_gpu(buf):
+            import cupy
+            cupy.cuda.get_current_stream().synchronize()
+        mpi_op = {"sum": MPI.SUM, "max": MPI.MAX, "min": MPI.MIN}[op_name]
+        self.mpi_comm.Allreduce(MPI.IN_PLACE, buf, op=mpi_op)

@@ -1,0 +1,53 @@
+"""Launch a script under mpirun from a test, with a timeout, one thread per rank.
+
+    result = run_mpi("tests/mpi/run_checks.py", ranks=3)
+    assert "PASS" in result.stdout
+
+Scripts run as ``python -m mpi4py script.py`` so that one failing rank aborts them all.
+"""
+import os
+import pathlib
+import shutil
+import signal
+import subprocess
+import sys
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+
+
+def mpirun_path():
+    """mpirun next to this Python (the mpich wheel in the venv), else the one on PATH."""
+    here = pathlib.Path(sys.executable).parent
+    for name in ("mpirun", "mpiexec"):
+        if (here / name).exists():
+            return str(here / name)
+    return shutil.which("mpirun") or shutil.which("mpiexec")
+
+
+def run_mpi(script, ranks, *args, timeout=120):
+    """Run ``script`` on ``ranks`` processes from the repository root; return CompletedProcess.
+
+    ``script`` is a path, or a dotted module name such as "benchmarks.collectives" (run
+    with ``-m``, as modules whose file names match a package must be).
+
+    Raises AssertionError with the output when the run fails, subprocess.TimeoutExpired when
+    it runs past ``timeout`` seconds.
+    """
+    env = dict(os.environ, OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", NUMBA_NUM_THREADS="1",
+               PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])))
+    target = ["-m", script] if isinstance(script, str) and not script.endswith(".py") else [str(script)]
+    command = [mpirun_path(), "-n", str(ranks), sys.executable, "-m", "mpi4py", *target,
+               *map(str, args)]
+    # A session of its own, so that on a timeout the whole group (mpirun and every rank) dies.
+    process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        stdout, stderr = process.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.communicate()
+        raise
+    result = subprocess.CompletedProcess(command, process.returncode, stdout, stderr)
+    assert result.returncode == 0, (f"{' '.join(command)} exited with {result.returncode}\n"
+                                    f"--- stdout\n{result.stdout}\n--- stderr\n{result.stderr}")
+    return result
