@@ -13,7 +13,7 @@ from engine.autograd import enable_grad, is_grad_enabled, no_grad  # noqa: E402
 from engine.gradcheck import gradcheck  # noqa: E402
 from engine.random import manual_seed  # noqa: E402
 from engine.tensor import Tensor, concat, stack  # noqa: E402
-from engine import functional, nn, optim, data  # noqa: E402  (submodules: engine.nn etc.)
+from engine import functional, nn, optim, data, models  # noqa: E402  (submodules: engine.nn etc.)
 
 __all__ = ["Tensor", "concat", "stack", "no_grad", "enable_grad", "is_grad_enabled",
-           "manual_seed", "gradcheck", "functional", "nn", "optim", "data"]
+           "manual_seed", "gradcheck", "functional", "nn", "optim", "data", "models"]

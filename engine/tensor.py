@@ -70,6 +70,9 @@ class Tensor:
     ndim = property(lambda self: self.data.ndim)
     device = property(lambda self: backend.device_of(self.data))
     is_leaf = property(lambda self: self._ctx is None)
+    # The op (a Function) that produced this tensor, None for a leaf: ``grad_fn.inputs`` are
+    # its input tensors and ``grad_fn.backward(g)`` its local chain rule, as in PyTorch.
+    grad_fn = property(lambda self: self._ctx)
 
     def numel(self):
         return int(self.data.size)

@@ -1,0 +1,64 @@
+"""The tutorials run as their headers say and end with PASS (exit code 0).
+
+Each is started as a user would start it, in a subprocess from the repository root;
+tutorial 02 under ``mpirun -n 2`` with one short epoch per model.
+"""
+import os
+import pathlib
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+MPIRUN = shutil.which("mpirun", path=str(pathlib.Path(sys.executable).parent)) or shutil.which("mpirun")
+
+
+def run(command, timeout=120):
+    """Run ``command`` (a list) from the repository root; return (exit code, stdout + stderr)."""
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
+    return done.returncode, done.stdout + done.stderr
+
+
+def assert_passed(code, output):
+    assert code == 0, output
+    lines = output.strip().splitlines()
+    assert lines and lines[-1] == "PASS", output
+
+
+def test_01_autograd():
+    code, output = run([sys.executable, "tutorials/01_autograd.py"])
+    assert_passed(code, output)
+    assert "dc/da = 4" in output
+
+
+needs_mpirun = pytest.mark.skipif(MPIRUN is None, reason="needs mpirun (pip install -e '.[mpi]')")
+
+
+@pytest.mark.mpi
+@needs_mpirun
+def test_01_autograd_under_mpirun_prints_once():
+    code, output = run([MPIRUN, "-n", "2", sys.executable, "-m", "mpi4py", "tutorials/01_autograd.py"])
+    assert_passed(code, output)
+    assert output.count("PASS") == 1, "only rank 0 prints"
+
+
+@pytest.mark.mpi
+@needs_mpirun
+@pytest.mark.parametrize("model", ["linear", "mlp"])
+def test_02_mnist_single_under_mpirun(model):
+    code, output = run([MPIRUN, "-n", "2", sys.executable, "-m", "mpi4py", "tutorials/02_mnist_single.py",
+                        "--epochs", "1", "--model", model])
+    assert_passed(code, output)
+    assert "all 2 ranks hold bit-identical parameters" in output
+    assert output.count("PASS") == 1, "only rank 0 prints"
+
+
+def test_02_mnist_single_writes_a_plot(tmp_path):
+    png = tmp_path / "loss.png"
+    code, output = run([sys.executable, "tutorials/02_mnist_single.py", "--epochs", "2",
+                        "--model", "linear", "--plot", str(png)])
+    assert_passed(code, output)
+    assert png.stat().st_size > 0
