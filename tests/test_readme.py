@@ -29,4 +29,5 @@ def test_ci_runs_the_readme_test_command_verbatim():
 def test_main_job_script_exists():
     main_job = quick_start_commands()[0]
     scripts = re.findall(r"(tutorials/\S+\.py|benchmarks/\S+\.py)", main_job)
+    scripts += [m.replace(".", "/") + ".py" for m in re.findall(r"-m ((?:benchmarks|strategies)\.\w+)", main_job)]
     assert scripts and all((ROOT / s).is_file() for s in scripts), main_job

@@ -1,0 +1,108 @@
+"""Synchronous data parallelism (MATH A1, F9, F10): every rank holds the whole model.
+
+    mpirun -n 4 python -m mpi4py -m strategies.train --strategy dp --algorithm ring
+
+One step on K ranks, global batch B, each rank k holding its |B_k| = B/K rows:
+
+    rank k:  g_k = (1/|B_k|) sum_{x in B_k} grad J(x; theta)          F9   local backward
+    all:     g   = (1/K) sum_k g_k           (an all-reduce, op=mean)  F10
+    all:     theta <- theta - alpha g        (every rank the same update, so the replicas
+                                              stay identical without ever sending theta)
+
+With equal shares, (1/K) sum_k g_k = (1/B) sum_{x in B} grad J(x; theta): the gradient a
+single process computes on the whole global batch. So K-rank data parallelism IS
+single-process training at batch B, up to the order of floating-point sums
+(tests/test_strategies*.py: 1e-10 in float64 after 50 steps, for every all-reduce).
+
+Two versions, side by side (as picotron keeps its naive class beside the bucketed one):
+
+    NaiveDataParallel   one all-reduce per gradient tensor: k tensors pay k latencies
+    DataParallel        gradients packed into buckets of ``bucket_bytes`` (MATH A6), one
+                        all-reduce per bucket; buckets filled in reverse parameter order,
+                        the order backward produces them (the last layer's first)
+
+Cost per step (ring, n gradient bytes, k tensors, c = ceil(n / bucket_bytes) buckets):
+
+    naive     k * 2 (K-1) alpha + 2 (K-1)/K n beta
+    bucketed  c * 2 (K-1) alpha + 2 (K-1)/K n beta        bytes sent per rank: 2 (K-1)/K n
+
+Overlap (starting a bucket's all-reduce while backward still computes earlier layers) needs
+a "this gradient is ready" hook in engine/autograd.py, which the engine does not have yet;
+the benchmark measures how much time it could save at most (the all-reduce's share of a
+step) and the README explains why, with ranks sharing 2 cores, that share is not free time.
+"""
+import numpy
+
+import collectives
+from strategies.base import Strategy, broadcast_parameters, timed
+from strategies.traffic import allreduce_bytes
+
+DEFAULT_BUCKET_BYTES = 1 << 20   # 1 MiB: the MLP's 407 KB of float32 gradients in one bucket
+
+
+def gradients(params):
+    """Each parameter's gradient; zeros for one that got none (unused in this step's graph),
+    so that every rank all-reduces arrays of the same shapes."""
+    for p in params:
+        if p.grad is None:
+            p.grad = numpy.zeros_like(p.data)
+    return [p.grad for p in params]
+
+
+class NaiveDataParallel(Strategy):
+    """Data parallel with one all-reduce per gradient tensor (the version to read first)."""
+
+    name = "dp-naive"
+
+    def __init__(self, model, comm, algorithm="ring"):
+        super().__init__(model, comm)
+        self.algorithm = algorithm
+        self.setup_bytes = broadcast_parameters(model, comm)   # A1: rank 0's theta_0 everywhere
+
+    @timed
+    def after_backward(self):
+        for g in gradients(self.model.parameters()):
+            collectives.allreduce(self.comm, g, self.algorithm, "mean", out=g, check=False)  # F10
+
+
+class DataParallel(Strategy):
+    """Data parallel with bucketed gradient all-reduce (MATH F10, A6).
+
+    ``algorithm``: a name of ``collectives.ALGORITHMS`` ("ring", "tree", "recursive_doubling",
+    "naive", "mpi"). ``bucket_bytes``: the most bytes one all-reduce carries.
+    """
+
+    name = "dp"
+
+    def __init__(self, model, comm, algorithm="ring", bucket_bytes=DEFAULT_BUCKET_BYTES):
+        super().__init__(model, comm)
+        if algorithm not in collectives.ALGORITHMS:
+            raise ValueError(f"unknown all-reduce algorithm {algorithm!r}: "
+                             f"choose one of {sorted(collectives.ALGORITHMS)}")
+        self.algorithm, self.bucket_bytes = algorithm, bucket_bytes
+        self.setup_bytes = broadcast_parameters(model, comm)   # A1: rank 0's theta_0 everywhere
+        # Reverse order: backward finishes the last layer's gradients first (see module doc).
+        self.params = self.model.parameters()[::-1]
+        self.buckets = collectives.plan_buckets([p.data for p in self.params], bucket_bytes)
+
+    @classmethod
+    def from_args(cls, model, comm, args):
+        return cls(model, comm, algorithm=args.algorithm, bucket_bytes=args.bucket_bytes)
+
+    def after_backward(self):
+        self.allreduce_gradients()
+
+    @timed
+    def allreduce_gradients(self):
+        """g <- (1/K) sum_k g_k for every gradient, one all-reduce per bucket (F10).
+
+        Each ``p.grad`` becomes a view into its bucket's reduced flat buffer (no copy back);
+        ``check=False``: the shapes were checked once, by the broadcast in __init__."""
+        averaged = collectives.bucketed_allreduce(self.comm, gradients(self.params), self.bucket_bytes,
+                                                  self.algorithm, "mean", check=False)
+        for p, g in zip(self.params, averaged):
+            p.grad = g
+
+    @staticmethod
+    def bytes_per_step(n_params, itemsize, world_size, args):
+        return allreduce_bytes(args.algorithm, world_size, n_params * itemsize)

@@ -1,0 +1,78 @@
+"""Local SGD / model averaging (MATH F11, A6 "synchronise less often").
+
+    mpirun -n 4 python -m mpi4py -m strategies.train --strategy local-sgd --period 8
+
+Each rank takes H optimiser steps on its own rows, alone; then the ranks average their
+parameters, and start the next H steps from the average:
+
+    for t = 1, 2, ...:
+        theta_i <- theta_i - alpha grad J_i(theta_i)       every rank, no communication   (F11)
+        if t mod H == 0:
+            theta_i <- (1/N) sum_j theta_j                  one all-reduce of the parameters
+
+Traffic: one all-reduce of the n parameter bytes every H steps, i.e. 2 (N-1)/N n / H bytes per
+rank per step (ring): H times less than data parallelism.
+
+H = 1 with plain SGD IS data parallelism: the average of the N updated replicas,
+
+    (1/N) sum_i (theta - alpha g_i) = theta - alpha (1/N) sum_i g_i,
+
+is DataParallel's update (F10) - the same numbers up to rounding, proved in the tests.
+For H > 1 it is not: replica i's later steps use gradients at its own drifted theta_i.
+With momentum or Adam each rank keeps its own optimiser state (never averaged), so H = 1 no
+longer equals DataParallel there either.
+"""
+import collectives
+from strategies.base import Strategy, averaged_copy, broadcast_parameters, timed
+from strategies.traffic import allreduce_bytes
+
+
+class LocalSGD(Strategy):
+    """H local steps, then parameter averaging with the chosen hand-written all-reduce."""
+
+    name = "local-sgd"
+
+    def __init__(self, model, comm, period=8, algorithm="ring", bucket_bytes=1 << 20):
+        super().__init__(model, comm)
+        if period < 1:
+            raise ValueError(f"LocalSGD: period H must be >= 1, got {period}")
+        self.period, self.algorithm, self.bucket_bytes = period, algorithm, bucket_bytes
+        self.setup_bytes = broadcast_parameters(model, comm)   # the same theta_0 everywhere
+
+    @classmethod
+    def check(cls, world_size, args):
+        if args.period < 1:
+            return f"--period must be >= 1 (local steps between averages), got {args.period}"
+        return super().check(world_size, args)
+
+    @classmethod
+    def from_args(cls, model, comm, args):
+        return cls(model, comm, period=args.period, algorithm=args.algorithm,
+                   bucket_bytes=args.bucket_bytes)
+
+    def after_step(self):
+        if self.steps % self.period == 0:
+            self.average_parameters()
+
+    @timed
+    def average_parameters(self):
+        """theta_i <- (1/N) sum_j theta_j for every parameter, in place (MATH F11)."""
+        collectives.bucketed_allreduce(self.comm, [p.data for p in self.model.parameters()],
+                                       self.bucket_bytes, self.algorithm, "mean",
+                                       inplace=True, check=False)
+
+    def eval_model(self, metrics_comm):
+        """The replicas themselves right after an average; between averages, theta_bar."""
+        in_sync = self.steps % self.period == 0 or self.comm.size == 1
+        return self.model if in_sync else averaged_copy(self.model, metrics_comm)
+
+    @staticmethod
+    def bytes_per_step(n_params, itemsize, world_size, args):
+        per_average = allreduce_bytes(args.algorithm, world_size, n_params * itemsize)
+        return None if per_average is None else per_average / args.period
+
+    @classmethod
+    def bytes_for_steps(cls, steps, n_params, itemsize, world_size, args):
+        """floor(steps / H) averages: the per-step rate above holds when H divides ``steps``."""
+        per_average = allreduce_bytes(args.algorithm, world_size, n_params * itemsize)
+        return None if per_average is None else (steps // args.period) * per_average

@@ -1,0 +1,17 @@
+"""Every strategy the runner and the benchmark know, by its ``--strategy`` name.
+
+A new strategy (parameter server, pipeline, tensor parallel, compression) is a subclass of
+``strategies.base.Strategy`` and one entry here; ``python -m strategies.train`` and
+``benchmarks/strategies.py`` then run it with no other change.
+"""
+from strategies.base import Single
+from strategies.data_parallel import DataParallel
+from strategies.gossip import Gossip
+from strategies.local_sgd import LocalSGD
+
+STRATEGIES = {cls.name: cls for cls in (
+    Single,          # one rank, the whole global batch: the reference
+    DataParallel,    # MATH A1, F10
+    LocalSGD,        # MATH F11
+    Gossip,          # MATH A6
+)}

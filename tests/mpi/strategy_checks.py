@@ -1,0 +1,123 @@
+"""Every strategy check that needs real MPI processes, in one launch.
+
+    mpirun -n 4 python -m mpi4py tests/mpi/strategy_checks.py --out /tmp/checks
+
+Launched by tests/test_strategies_mpi.py at -n 2 and -n 4. Rank 0 prints one line per check
+(with the measured error) and "PASS on K MPI ranks" at the end; any failed assertion aborts
+every rank (python -m mpi4py). The single-process reference is computed by every rank on a
+communicator of its own (``comm.split(rank)``), so nobody waits while it runs.
+
+Checks (MATH A1, F10, F11):
+  * dp for 50 steps == single process at the same global batch, float64, for every all-reduce:
+    max |theta_dp - theta_single| <= 1e-10; float32 (ring) <= 1e-6 (rounding of float32 sums
+    in a different order, amplified a little over 50 steps);
+  * every rank holds bit-identical replicas after dp;
+  * the same run twice gives bit-identical parameters;
+  * local-sgd with H = 1 and plain SGD == dp (1e-10, float64);
+  * measured bytes per rank per step == the formula (strategies/traffic.py), dp / local-sgd /
+    gossip; gossip's consensus distance is > 0 for K >= 4 and 0 up to rounding for K = 2, 3.
+"""
+import argparse
+import pathlib
+import sys
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[2]))  # the repository root
+
+from strategies import train  # noqa: E402  (imports the engine before NumPy)
+
+import numpy  # noqa: E402
+
+import collectives  # noqa: E402
+
+STEPS = 50
+FLOAT64_TOL, FLOAT32_TOL = 1e-10, 1e-6
+
+
+def flags(strategy, dtype="float64", steps=STEPS, *extra):
+    return train.parse_args(["--strategy", strategy, "--dtype", dtype, "--max-steps", str(steps),
+                             "--epochs", "1", "--batch-size", "64", "--quiet", *extra])
+
+
+def params(path):
+    with numpy.load(path) as f:
+        return [f[k] for k in sorted(f.files)]
+
+
+def max_diff(a, b):
+    return max(float(numpy.abs(x.astype(numpy.float64) - y).max()) for x, y in zip(a, b))
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--out", required=True)
+    out = pathlib.Path(parser.parse_args().out)
+    comm = collectives.world()
+    alone = comm.split(comm.rank)                    # a world of one, for the reference
+    K, say = comm.size, (print if comm.rank == 0 else (lambda *a, **k: None))
+    data = {dtype: train.load_data(flags("dp", dtype)) for dtype in ("float32", "float64")}
+
+    def launch(args, on=comm, name=None):
+        if name:
+            args.save_params = str(out / f"{name}.npz")
+        record = train.run(args, on, data[args.dtype])
+        assert "error" not in record, record
+        on.barrier()
+        return record
+
+    def ok(what, value=None):
+        say(f"ok  {what}" + ("" if value is None else f"  ({value:.2e})"), flush=True)
+
+    # the reference: every rank alone, the whole global batch; rank 0's file is the one read
+    for dtype in ("float64", "float32"):
+        args = flags("single", dtype)
+        args.save_params = str(out / f"single-{dtype}.npz") if comm.rank == 0 else None
+        assert "error" not in train.run(args, alone, data[dtype])
+    comm.barrier()
+    single64, single32 = params(out / "single-float64.npz"), params(out / "single-float32.npz")
+
+    hashes = {}
+    for algorithm in ("ring", "tree", "recursive-doubling", "naive", "mpi"):
+        record = launch(flags("dp", "float64", STEPS, "--algorithm", algorithm), name=f"dp-{algorithm}")
+        error = max_diff(params(out / f"dp-{algorithm}.npz"), single64) if comm.rank == 0 else 0.0
+        assert error <= FLOAT64_TOL, f"dp {algorithm}: {error} > {FLOAT64_TOL}"
+        ok(f"dp --algorithm {algorithm:<18} == single, {STEPS} steps, float64, max |diff|", error)
+        hashes[algorithm] = record["params_sha256"]
+        replicas = comm.mpi_comm.allgather(record["params_sha256"])   # each rank's own model
+        assert len(set(replicas)) == 1, "replicas differ"
+        formula = record["formula_bytes_per_rank_per_step"]
+        if formula is not None:
+            assert record["bytes_sent_per_rank_per_step"] == formula, (record["bytes_sent_per_rank_per_step"], formula)
+    ok("every rank holds bit-identical replicas; bytes/rank/step == formula for the hand-written all-reduces")
+
+    record = launch(flags("dp", "float32"), name="dp-float32")
+    error = max_diff(params(out / "dp-float32.npz"), single32) if comm.rank == 0 else 0.0
+    assert error <= FLOAT32_TOL, f"dp float32: {error} > {FLOAT32_TOL}"
+    ok(f"dp --algorithm ring == single, {STEPS} steps, float32, max |diff|", error)
+    again = launch(flags("dp", "float32"), name="dp-float32-again")
+    if comm.rank == 0:
+        assert all(numpy.array_equal(a, b) for a, b in zip(params(out / "dp-float32.npz"),
+                                                            params(out / "dp-float32-again.npz")))
+    assert record["params_sha256"] == again["params_sha256"]
+    ok("the same run twice: bit-identical parameters (sha256 " + record["params_sha256"][:12] + ")")
+
+    local = launch(flags("local-sgd", "float64", STEPS, "--period", "1"), name="local-sgd-h1")
+    error = max_diff(params(out / "local-sgd-h1.npz"), params(out / "dp-ring.npz")) if comm.rank == 0 else 0.0
+    assert error <= FLOAT64_TOL, f"local-sgd H=1: {error}"
+    assert local["bytes_sent_per_rank_per_step"] == local["formula_bytes_per_rank_per_step"]
+    ok("local-sgd --period 1 (plain SGD) == dp, float64, max |diff|", error)
+
+    local8 = launch(flags("local-sgd", "float32", 48, "--period", "8"))
+    assert local8["bytes_sent_per_rank_per_step"] == local8["formula_bytes_per_rank_per_step"]
+    ok(f"local-sgd --period 8: {local8['bytes_sent_per_rank_per_step']:.0f} B/rank/step == formula")
+
+    gossip = launch(flags("gossip", "float32", 20))
+    assert gossip["bytes_sent_per_rank_per_step"] == gossip["formula_bytes_per_rank_per_step"]
+    distance = gossip["epochs"][-1]["consensus_distance"]
+    assert (distance > 1e-6) if K >= 4 else (distance < 1e-6), distance
+    ok(f"gossip: {gossip['bytes_sent_per_rank_per_step']:.0f} B/rank/step == formula, "
+       f"consensus distance", distance)
+    say(f"PASS on {K} MPI ranks", flush=True)
+
+
+if __name__ == "__main__":
+    main()
