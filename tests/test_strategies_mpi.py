@@ -2,13 +2,11 @@
 command twice -> bit-identical parameters; bad flags -> one message, no hang), the tutorials
 and the benchmark's --quick mode. Every launch has a timeout.
 
-The runner and the benchmark are modules (``python -m mpi4py -m strategies.train``), which
-tests/mpi/launch.py's ``run_mpi`` (scripts by path) does not launch; ``run_module`` below does.
+The runner and the benchmark are modules (``python -m mpi4py -m strategies.train``):
+tests/mpi/launch.py's ``launch`` runs them by name, and returns failed runs for inspection.
 """
 import json
 import os
-import signal
-import subprocess
 import sys
 import time
 
@@ -16,28 +14,10 @@ import numpy as np
 import pytest
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "mpi"))
-from launch import ROOT, mpirun_path, run_mpi  # noqa: E402
+from launch import ROOT, launch, mpirun_path, run_mpi  # noqa: E402
 
 pytestmark = [pytest.mark.mpi,
               pytest.mark.skipif(mpirun_path() is None, reason="needs mpirun (pip install mpich)")]
-
-
-def run_module(module, ranks, *args, timeout=60):
-    """``mpirun -n ranks python -m mpi4py -m module args`` (ranks=None: plain ``python -m module``)
-    from the repository root, one BLAS thread per rank; returns the CompletedProcess, any exit code."""
-    env = dict(os.environ, OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", NUMBA_NUM_THREADS="1",
-               PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])))
-    python = [sys.executable, "-m", "mpi4py", "-m", module] if ranks else [sys.executable, "-m", module]
-    command = ([mpirun_path(), "-n", str(ranks)] if ranks else []) + python + [str(a) for a in args]
-    process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                               text=True, start_new_session=True)
-    try:
-        stdout, stderr = process.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
-        process.communicate()
-        raise
-    return subprocess.CompletedProcess(command, process.returncode, stdout, stderr)
 
 
 @pytest.mark.timeout(120)
@@ -54,7 +34,7 @@ def test_strategy_checks_under_mpirun(ranks, tmp_path):
 def test_the_same_command_twice_gives_bit_identical_parameters_and_a_record(tmp_path):
     flags = ["--strategy", "dp", "--epochs", "2", "--max-steps", "150", "--batch-size", "32"]
     for name in ("a", "b"):
-        done = run_module("strategies.train", 2, *flags, "--out", tmp_path / f"{name}.json",
+        done = launch("strategies.train", 2, *flags, "--out", tmp_path / f"{name}.json",
                           "--save-params", tmp_path / f"{name}.npz")
         assert done.returncode == 0, done.stderr
     assert done.stdout.count("epoch   2 |") == 1, "only rank 0 prints"
@@ -76,7 +56,7 @@ def test_the_same_command_twice_gives_bit_identical_parameters_and_a_record(tmp_
 ])
 def test_invalid_combinations_fail_fast_with_one_message(ranks, flags, message):
     start = time.perf_counter()
-    done = run_module("strategies.train", ranks, *flags, timeout=45)
+    done = launch("strategies.train", ranks, *flags, timeout=45)
     assert done.returncode != 0
     assert done.stderr.count(message) == 1, done.stderr
     assert "Abort" not in done.stderr and "Traceback" not in done.stderr, done.stderr
@@ -93,7 +73,7 @@ def test_tutorial_passes_on_4_ranks(tutorial):
 
 @pytest.mark.timeout(150)
 def test_benchmark_quick_run_writes_json_and_png(tmp_path):
-    done = run_module("benchmarks.strategies", 4, "--quick", "--out", tmp_path, timeout=140)
+    done = launch("benchmarks.strategies", 4, "--quick", "--out", tmp_path, timeout=140)
     assert done.returncode == 0, done.stdout + done.stderr
     data = json.loads((tmp_path / "strategies.json").read_text())
     assert {"single", "dp", "local-sgd", "gossip"} <= {run["strategy"] for run in data["runs"].values()}

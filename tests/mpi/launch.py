@@ -24,20 +24,22 @@ def mpirun_path():
     return shutil.which("mpirun") or shutil.which("mpiexec")
 
 
-def run_mpi(script, ranks, *args, timeout=120):
-    """Run ``script`` on ``ranks`` processes from the repository root; return CompletedProcess.
+def launch(script, ranks, *args, timeout=120):
+    """Run ``script`` from the repository root, one BLAS thread per rank; return the
+    CompletedProcess whatever its exit code (subprocess.TimeoutExpired past ``timeout``).
 
     ``script`` is a path, or a dotted module name such as "benchmarks.collectives" (run
-    with ``-m``, as modules whose file names match a package must be).
-
-    Raises AssertionError with the output when the run fails, subprocess.TimeoutExpired when
-    it runs past ``timeout`` seconds.
+    with ``-m``, as modules whose file names match a package must be). ``ranks``: the
+    ``mpirun -n`` count, or None for a plain ``python`` process.
     """
     env = dict(os.environ, OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", NUMBA_NUM_THREADS="1",
                PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])))
     target = ["-m", script] if isinstance(script, str) and not script.endswith(".py") else [str(script)]
-    command = [mpirun_path(), "-n", str(ranks), sys.executable, "-m", "mpi4py", *target,
-               *map(str, args)]
+    if ranks is None:
+        command = [sys.executable, *target, *map(str, args)]
+    else:
+        command = [mpirun_path(), "-n", str(ranks), sys.executable, "-m", "mpi4py", *target,
+                   *map(str, args)]
     # A session of its own, so that on a timeout the whole group (mpirun and every rank) dies.
     process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE,
                                stderr=subprocess.PIPE, text=True, start_new_session=True)
@@ -47,7 +49,13 @@ def run_mpi(script, ranks, *args, timeout=120):
         os.killpg(process.pid, signal.SIGKILL)
         process.communicate()
         raise
-    result = subprocess.CompletedProcess(command, process.returncode, stdout, stderr)
-    assert result.returncode == 0, (f"{' '.join(command)} exited with {result.returncode}\n"
+    return subprocess.CompletedProcess(command, process.returncode, stdout, stderr)
+
+
+def run_mpi(script, ranks, *args, timeout=120):
+    """``launch`` under ``mpirun -n ranks``, asserting success: AssertionError with the output
+    when the run fails."""
+    result = launch(script, ranks, *args, timeout=timeout)
+    assert result.returncode == 0, (f"{' '.join(result.args)} exited with {result.returncode}\n"
                                     f"--- stdout\n{result.stdout}\n--- stderr\n{result.stderr}")
     return result
