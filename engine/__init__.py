@@ -9,6 +9,10 @@ from engine.threads import one_thread_per_rank
 
 one_thread_per_rank()  # before NumPy loads its BLAS: see engine/threads.py
 
+from engine.allocator import keep_freed_memory_unless_told_otherwise  # noqa: E402
+
+keep_freed_memory_unless_told_otherwise()  # large arrays are reused, not page-faulted in again
+
 from engine.autograd import enable_grad, is_grad_enabled, no_grad  # noqa: E402
 from engine.gradcheck import gradcheck  # noqa: E402
 from engine.random import manual_seed  # noqa: E402

@@ -17,7 +17,10 @@ recursive walk that visits ``b`` once per use would push ``b``'s gradient down
 before it is complete; a topological order finishes every node's gradient
 before it is used. The walk is iterative, so a chain of 10,000 ops works.
 """
+import sys
 import threading
+
+import numpy
 
 from engine import backend
 
@@ -85,8 +88,9 @@ class Function:
     def apply(cls, *inputs, **options):
         """Run the op on tensors; record it in the graph if a gradient is needed."""
         if len(inputs) > 1:
-            devices = {backend.device_of(t.data) for t in inputs}
-            if len(devices) > 1:
+            kind = type(inputs[0].data)  # same array type: same device (the cheap test first)
+            if any(type(t.data) is not kind for t in inputs) and \
+                    len({backend.device_of(t.data) for t in inputs}) > 1:
                 raise ValueError(f"{cls.__name__}: tensors are on different devices: "
                                  f"{[backend.device_of(t.data) for t in inputs]}")
         fn = cls()
@@ -155,10 +159,14 @@ def backward(root, grad=None, retain_graph=False):
         if g is None:
             continue
         if node._ctx is None or node._retains_grad:
-            # array(): a fresh ndarray, never a view of another tensor's gradient, and never a
-            # NumPy scalar (ufuncs on 0-d arrays return scalars, which cannot be updated in place)
+            # A fresh ndarray, never a view of another tensor's gradient, and never a NumPy
+            # scalar (ufuncs on 0-d arrays return scalars, which cannot be updated in place).
+            # A gradient that nothing else refers to is kept as it is instead of copied.
             node_xp = backend.array_module(g)
-            node.grad = node_xp.array(g) if node.grad is None else node_xp.asarray(node.grad + g)
+            if node.grad is not None:
+                node.grad = node_xp.asarray(node.grad + g)
+            else:
+                node.grad = g if _unshared(g) else node_xp.array(g)
         fn = node._ctx
         if fn is None:
             continue
@@ -179,6 +187,31 @@ def backward(root, grad=None, retain_graph=False):
                 tg = tg.astype(t.dtype)
             key = id(t)
             grads[key] = tg if key not in grads else grads[key] + tg
+        input_grads = tg = None  # so that _unshared() sees only the references in ``grads``
+
+
+def _count_references(array):
+    return sys.getrefcount(array)
+
+
+def _fresh_array_references():
+    array = numpy.empty(1)
+    return _count_references(array)
+
+
+# The reference count sys.getrefcount reports for an array held by one local variable of the
+# caller of a one-argument function (the variable, the parameter, getrefcount's argument):
+# measured rather than assumed, because it changes between Python versions.
+_OWNED = _fresh_array_references()
+
+
+def _unshared(g):
+    """True when ``g`` is a writeable NumPy array that owns its memory and that nothing but
+    the caller's variable refers to: no view of it, no other tensor's .grad, no user array.
+    Then it can become a leaf's .grad without a copy (PyTorch's AccumulateGrad "steals" such
+    a gradient the same way); a shared one is copied, so no two .grad arrays alias."""
+    return (type(g) is numpy.ndarray and g.base is None and g.flags.writeable
+            and sys.getrefcount(g) <= _OWNED)  # called as _count_references is: same count
 
 
 from engine.tensor import Tensor  # noqa: E402  (Tensor uses this module; import last)

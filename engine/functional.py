@@ -7,7 +7,7 @@ sample's label.
 """
 import numpy
 
-from engine import backend
+from engine import backend, kernels, ops
 from engine.autograd import Function
 from engine.random import default_generator
 from engine.tensor import Tensor
@@ -26,9 +26,56 @@ def tanh(x):
 
 
 def linear(x, weight, bias=None):
-    """z = x W^T + b  (MATH F1 for a batch: each row of x is one sample). x (N, in), W (out, in)."""
+    """z = x W^T + b  (MATH F1 for a batch: each row of x is one sample). x (N, in), W (out, in).
+
+    The common case (2-D x, one dtype, bias (out,)) is one fused op, ``ops.Affine``;
+    anything else (leading batch axes, mixed dtypes) is the same formula through primitives."""
+    if (x.ndim == 2 and weight.ndim == 2 and x.shape[1] == weight.shape[1] and x.dtype == weight.dtype
+            and (bias is None or (bias.shape == weight.shape[:1] and bias.dtype == x.dtype))):
+        return ops.Affine.apply(x, weight) if bias is None else ops.Affine.apply(x, weight, bias)
     z = x @ weight.T
     return z if bias is None else z + bias
+
+
+def conv2d(x, weight, bias=None, stride=1, padding=0):
+    """2-D convolution (cross-correlation) of x (N, C, H, W) with weight (O, C, kh, kw),
+    plus bias (O,): z (N, O, OH, OW), OH = (H + 2 padding - kh) // stride + 1.
+    ``stride`` and ``padding`` are ints (the same along both axes). See engine/ops/conv.py."""
+    stride, padding = _same_both_axes("conv2d", "stride", stride), _same_both_axes("conv2d", "padding", padding)
+    inputs = (x, weight) if bias is None else (x, weight, bias)
+    return ops.Conv2d.apply(*inputs, stride=stride, padding=padding)
+
+
+def max_pool2d(x, kernel_size, stride=None, padding=0):
+    """Max over kh x kw windows moved by ``stride`` (default: the kernel size, so windows
+    tile the input); padding counts as -inf. x (N, C, H, W) -> (N, C, OH, OW)."""
+    kernel_size, stride, padding = _pool_options("max_pool2d", kernel_size, stride, padding)
+    return ops.MaxPool2d.apply(x, kernel_size=kernel_size, stride=stride, padding=padding)
+
+
+def avg_pool2d(x, kernel_size, stride=None, padding=0):
+    """Mean over kh x kw windows (padding counts as 0, PyTorch's count_include_pad=True)."""
+    kernel_size, stride, padding = _pool_options("avg_pool2d", kernel_size, stride, padding)
+    return ops.AvgPool2d.apply(x, kernel_size=kernel_size, stride=stride, padding=padding)
+
+
+def _pair(value):
+    return (value, value) if isinstance(value, (int, numpy.integer)) else tuple(value)
+
+
+def _same_both_axes(op, name, value):
+    a, b = _pair(value)
+    if a != b:
+        raise NotImplementedError(f"{op}: {name} must be the same along both axes, got {value}")
+    return int(a)
+
+
+def _pool_options(op, kernel_size, stride, padding):
+    kernel_size = tuple(int(k) for k in _pair(kernel_size))
+    if len(kernel_size) != 2 or min(kernel_size) < 1:
+        raise ValueError(f"{op}: kernel_size must be a positive int or pair, got {kernel_size}")
+    stride = kernel_size if stride is None else stride  # windows tile the input
+    return kernel_size, _same_both_axes(op, "stride", stride), _same_both_axes(op, "padding", padding)
 
 
 class LogSoftmax(Function):
@@ -66,7 +113,7 @@ def cross_entropy(logits, labels):
 
     ``logits`` (N, C) floats; ``labels`` (N,) integer class indices in [0, C).
     """
-    labels = labels.data if isinstance(labels, Tensor) else labels
+    labels = backend.to_device(labels.data if isinstance(labels, Tensor) else labels, logits.device)
     if logits.ndim != 2 or labels.ndim != 1 or labels.shape[0] != logits.shape[0]:
         raise ValueError(f"cross_entropy: expected logits (N, C) and labels (N,), "
                          f"got shapes {logits.shape} and {labels.shape}")
@@ -75,9 +122,39 @@ def cross_entropy(logits, labels):
     if labels.size and (labels.min() < 0 or labels.max() >= logits.shape[1]):
         raise ValueError(f"cross_entropy: labels must lie in [0, {logits.shape[1]}), "
                          f"got values from {labels.min()} to {labels.max()}")
-    xp = backend.array_module(logits.data)
-    picked = log_softmax(logits, axis=1)[xp.arange(labels.shape[0]), labels]
-    return -picked.mean()
+    if labels.shape[0] == 0 or logits.dtype not in (numpy.float32, numpy.float64):
+        # an empty batch, or a dtype the kernels are not compiled for (float16):
+        # the op-by-op formula, exactly as before the fused op existed
+        xp = backend.array_module(logits.data)
+        picked = log_softmax(logits, axis=1)[xp.arange(labels.shape[0]), labels]
+        return -picked.mean()
+    return CrossEntropy.apply(logits, labels=labels)
+
+
+class CrossEntropy(Function):
+    """CE = -(1/N) sum_i log softmax(z_i)[y_i], fused into one op (MATH F3, F5).
+
+    Through primitives it is log_softmax, an index, a mean and a negation: four graph nodes,
+    the index's backward scattering into a zero array. Fused, one kernel makes one pass over
+    each row (max, sum of exponentials, the loss term, the probabilities p), and the
+    backward is the classic
+
+        dCE/dz_ik = (p_ik - [k = y_i]) / N          (times the incoming gradient g)
+
+    Same numbers as log_softmax + pick (tests/test_kernels.py checks both ways and against
+    finite differences). Kernels: engine/kernels (Numba on cpu, numba.cuda on cuda).
+    """
+
+    def forward(self, logits, labels):
+        labels = labels.astype(numpy.int64, copy=False) if type(labels) is numpy.ndarray else labels
+        loss, probs = kernels.cross_entropy_forward(logits, labels)
+        self.saved = (probs, labels)
+        return loss
+
+    def backward(self, g):
+        probs, labels = self.saved
+        scale = g / probs.shape[0]
+        return (kernels.cross_entropy_backward(probs, labels, scale),)
 
 
 def _check_same_shape(op, a, b):

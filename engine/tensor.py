@@ -59,8 +59,11 @@ class Tensor:
     def _wrap(cls, array, requires_grad=False):
         """A Tensor around an op's output array, without conversion or copy."""
         t = cls.__new__(cls)
-        xp = backend.array_module(array)
-        t.data = array if isinstance(array, xp.ndarray) else xp.asarray(array)
+        if type(array) is numpy.ndarray:  # the common case, without asking the backend
+            t.data = array
+        else:
+            xp = backend.array_module(array)
+            t.data = array if isinstance(array, xp.ndarray) else xp.asarray(array)
         t._init_graph(requires_grad)
         return t
 

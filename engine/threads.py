@@ -9,7 +9,16 @@ has chosen: set ``OMP_NUM_THREADS`` (or ``OPENBLAS_NUM_THREADS``, ``MKL_NUM_THRE
 
 The variables are read by BLAS and Numba when they load, so this only takes
 effect if ``engine`` is imported before NumPy: the tutorials and the runner do so.
+
+Outside mpirun nothing is set: BLAS uses every core, which the big matrix products of an
+MLP step use well. The engine's own Numba kernels (engine/kernels/cpu.py) run on one
+thread whatever these variables say: on the 2-core machine we measured (with other jobs
+keeping the load near 2), a ``parallel=True`` build made the LeNet-5 step slower (median
+16 ms against 4.7 ms), because Numba's OpenMP threads and OpenBLAS's threads, each pool as
+large as the machine, took the cores from each other.
+``thread_counts()`` reports what this process actually got.
 """
+import ctypes
 import os
 
 # Set by the process managers of MPICH/Hydra and srun --mpi=pmi2 (PMI_RANK), Open MPI
@@ -31,3 +40,35 @@ def one_thread_per_rank(environ=os.environ):
     for name in _THREAD_VARIABLES:
         environ[name] = "1"
     return list(_THREAD_VARIABLES)
+
+
+def blas_threads():
+    """(threads NumPy's BLAS uses, how we found out): threadpoolctl if it is installed, else
+    the OpenBLAS library NumPy loaded, asked directly (what threadpoolctl does too)."""
+    try:
+        from threadpoolctl import threadpool_info
+        blas = [p for p in threadpool_info() if p["user_api"] == "blas"]
+        if blas:
+            return blas[0]["num_threads"], f"threadpoolctl ({blas[0]['internal_api']})"
+    except ImportError:
+        pass
+    import numpy  # noqa: F401  (loads the BLAS, if nothing did yet)
+    try:
+        with open("/proc/self/maps") as maps:
+            libs = sorted({line.split()[-1] for line in maps if "openblas" in line.lower()})
+    except OSError:
+        libs = []
+    for path in libs:
+        lib = ctypes.CDLL(path)
+        for symbol in ("scipy_openblas_get_num_threads64_", "openblas_get_num_threads64_",
+                       "openblas_get_num_threads"):
+            if hasattr(lib, symbol):
+                return int(getattr(lib, symbol)()), f"{symbol}() in {os.path.basename(path)}"
+    return None, "unknown (no threadpoolctl, no OpenBLAS found)"
+
+
+def thread_counts():
+    """{"blas": threads of NumPy's BLAS, "numba": Numba's thread pool size (used only by
+    user code compiled with parallel=True; the engine's kernels are serial)}."""
+    import numba
+    return {"blas": blas_threads()[0], "numba": numba.config.NUMBA_NUM_THREADS}

@@ -3,7 +3,7 @@
 With broadcasting, the gradient of each operand is summed back to its shape
 (see ``broadcasting.sum_to_shape``).
 """
-from engine import backend
+from engine import backend, kernels
 from engine.autograd import Function
 from engine.ops.broadcasting import broadcast_error, sum_to_shape
 
@@ -117,7 +117,7 @@ class Sigmoid(Function):
 
 
 class ReLU(Function):
-    """z = max(a, 0);  dz/da = 1 where a > 0, else 0."""
+    """z = max(a, 0);  dz/da = 1 where a > 0, else 0 (a kernel: one pass, see engine/kernels)."""
 
     def forward(self, a):
         z = backend.array_module(a).maximum(a, 0)
@@ -126,4 +126,4 @@ class ReLU(Function):
 
     def backward(self, g):
         (z,) = self.saved
-        return (g * (z > 0),)
+        return (kernels.relu_backward(g, z),)

@@ -71,3 +71,33 @@ def matmul(a, b):
     if col:
         return z.reshape(z.shape[:-1])
     return z
+
+
+class Affine(Function):
+    """Z = X W^T + b for X (N, in), W (out, in), b (out,): a Linear layer as one op.
+
+    Written through the primitives it would be MatMul(X, Transpose(W)) + b, three graph
+    nodes and a temporary for the sum; fused, the bias is added in place to the product
+    (one node, no temporary) and the backward is the textbook one (MATH F6):
+
+        dX = G W        (N, in)      skipped when X needs no gradient (the data batch)
+        dW = G^T X      (out, in)    row-major like W, so the optimiser walks both alike
+        db = sum_n G    (out,)
+    """
+
+    def forward(self, x, weight, bias=None):
+        if x.ndim != 2 or weight.ndim != 2 or x.shape[1] != weight.shape[1]:
+            raise ValueError(f"linear: shapes {x.shape} and {weight.shape} do not fit "
+                             f"(need x (N, in), weight (out, in))")
+        z = x @ weight.T
+        if bias is not None:
+            z += bias
+        self.saved = (x, weight)
+        return z
+
+    def backward(self, g):
+        x, weight = self.saved
+        need = [t.requires_grad for t in self.inputs]
+        return ((g @ weight) if need[0] else None,
+                (g.T @ x) if need[1] else None,
+                *((g.sum(axis=0) if need[2] else None,) if len(need) > 2 else ()))

@@ -1,4 +1,5 @@
 """Stochastic gradient descent, with PyTorch's exact update rule."""
+from engine import kernels
 from engine.optim.optimizer import Optimizer
 
 
@@ -27,7 +28,6 @@ class SGD(Optimizer):
                 if buf is None:
                     buf = state["momentum_buffer"] = g.copy()
                 else:
-                    buf *= o["momentum"]
-                    buf += (1 - o["dampening"]) * g
+                    kernels.momentum_update_(buf, g, o["momentum"], 1 - o["dampening"])
                 g = g + o["momentum"] * buf if o["nesterov"] else buf
-            p.data -= o["lr"] * g
+            kernels.sgd_update_(p.data, g, o["lr"])   # p -= lr * g, one pass, no temporary
