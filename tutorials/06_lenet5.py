@@ -3,6 +3,7 @@
     python tutorials/06_lenet5.py
     python tutorials/06_lenet5.py --device cuda        # the same code on a GPU (needs CuPy)
     python tutorials/06_lenet5.py --filters filters.png
+    python tutorials/06_lenet5.py --dataset fashion-mnist      # full scale: 60,000 images
     mpirun -n 2 python -m mpi4py tutorials/06_lenet5.py --epochs 1   # every rank trains a copy
 
 The network (engine/models.py, ``models.build("lenet5")``), input (B, 1, 28, 28):
@@ -119,16 +120,20 @@ def main(argv=None):
     parser.add_argument("--epochs", type=int, default=10)
     parser.add_argument("--device", choices=backend.DEVICES, default="cpu")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--dataset", choices=["mnist", "fashion-mnist"], default="mnist",
+                        help="mnist without --data-path: the bundled 4,000 / 1,000 subset")
+    parser.add_argument("--data-path", default=None, help="a directory of IDX files or an .npz")
     parser.add_argument("--filters", metavar="FILE", help="write a picture of the learned filters")
     args = parser.parse_args(argv)
     if args.device == "cuda" and not backend.cupy_available():
         say("--device cuda needs CuPy and an NVIDIA GPU (pip install -e '.[gpu]'); none here. SKIP")
         return 0
 
-    X_train, y_train, X_test, y_test = data.load_mnist()
+    X_train, y_train, X_test, y_test = data.load_dataset(args.dataset, args.data_path)
     X_train, X_test = images(X_train), images(X_test)
-    say(f"bundled MNIST subset: {len(X_train):,} training and {len(X_test):,} test images, "
-        f"shape {X_train.shape[1:]}, device {args.device}")
+    bundled = args.dataset == "mnist" and args.data_path is None
+    say(f"{'bundled MNIST subset' if bundled else args.dataset}: {len(X_train):,} training and "
+        f"{len(X_test):,} test images, shape {X_train.shape[1:]}, device {args.device}")
     manual_seed(args.seed)
     model = models.build("lenet5").to(args.device)
     say(f"LeNet-5, {sum(p.numel() for p in model.parameters()):,} parameters; one batch through it:")
@@ -137,9 +142,9 @@ def main(argv=None):
     accuracies = train(model, X_train, y_train, X_test, y_test, args.device, args.epochs, args.seed)
     if args.filters:
         plot_filters(model, args.filters)
-    if args.epochs < 10:
+    if args.epochs < 10 or not bundled:
         say(f"final test accuracy {accuracies[-1]:.4f} after {args.epochs} epochs "
-            f"(the {FLOOR} check needs the default 10)")
+            f"(the {FLOOR} check holds for the bundled subset with the default 10 epochs)")
         say("PASS")
         return 0
     ok = accuracies[-1] >= FLOOR
