@@ -22,7 +22,7 @@ Table of contents (one concept per module):
     bucketed.py            bucketed_allreduce (MATH A6: merge small messages)
     costmodel.py           alpha-beta predictions, ping-pong measurement
 """
-from collectives.allreduce import ALGORITHMS, allreduce, mpi_allreduce
+from collectives.allreduce import ALGORITHMS, allreduce, get_algorithm, mpi_allreduce
 from collectives.bucketed import bucketed_allreduce, plan_buckets
 from collectives.comm import Comm, Counters, Note
 from collectives.gather_scatter import gather, scatter
@@ -38,6 +38,6 @@ from collectives.world import MPIComm, world
 __all__ = [
     "ALGORITHMS", "Comm", "Counters", "DeadlockError", "MPIComm", "Note", "Op", "RankError",
     "RankExitedError", "Trace", "all_gather", "allreduce", "broadcast", "bucketed_allreduce",
-    "gather", "mpi_allreduce", "naive_allreduce", "plan_buckets", "recursive_doubling_allreduce",
+    "gather", "get_algorithm", "mpi_allreduce", "naive_allreduce", "plan_buckets", "recursive_doubling_allreduce",
     "reduce", "reduce_scatter", "ring_allreduce", "scatter", "spawn", "tree_allreduce", "world",
 ]

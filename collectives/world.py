@@ -43,12 +43,25 @@ def _buffer(buf):
     return [buf, _mpi().BYTE]
 
 
+def _check_count(comm, status, buf, source, tag):
+    """MPI accepts a message shorter than the receive buffer and leaves the rest untouched:
+    a size mismatch between ranks would become a silently wrong result. Make it an error,
+    as the in-process world does."""
+    count = status.Get_count(_mpi().BYTE)
+    if count != buf.nbytes:
+        raise ValueError(f"rank {comm.rank} of {comm.size}: recv(source={source}, tag={tag}, "
+                         f"{buf.nbytes} B): the message has {count} B")
+
+
 class _Request:
-    def __init__(self, request):
-        self._request = request
+    def __init__(self, request, check=None):
+        self._request, self._check = request, check   # check(status) for a receive
 
     def wait(self):
-        self._request.Wait()
+        status = _mpi().Status()
+        self._request.Wait(status)
+        if self._check is not None:
+            self._check(status)
 
 
 class MPIComm(Comm):
@@ -65,16 +78,21 @@ class MPIComm(Comm):
         self.mpi_comm.Send(_buffer(buf), dest, tag)
 
     def _recv(self, buf, source, tag):
-        self.mpi_comm.Recv(_buffer(buf), source, tag)
+        status = _mpi().Status()
+        self.mpi_comm.Recv(_buffer(buf), source, tag, status)
+        _check_count(self, status, buf, source, tag)
 
     def _sendrecv(self, sendbuf, dest, recvbuf, source, tag):
-        self.mpi_comm.Sendrecv(_buffer(sendbuf), dest, tag, _buffer(recvbuf), source, tag)
+        status = _mpi().Status()
+        self.mpi_comm.Sendrecv(_buffer(sendbuf), dest, tag, _buffer(recvbuf), source, tag, status)
+        _check_count(self, status, recvbuf, source, tag)
 
     def _isend(self, buf, dest, tag):
         return _Request(self.mpi_comm.Isend(_buffer(buf), dest, tag))
 
     def _irecv(self, buf, source, tag):
-        return _Request(self.mpi_comm.Irecv(_buffer(buf), source, tag))
+        return _Request(self.mpi_comm.Irecv(_buffer(buf), source, tag),
+                        lambda status: _check_count(self, status, buf, source, tag))
 
     def barrier(self):
         self.mpi_comm.Barrier()  # the library's: used only to line ranks up for timing

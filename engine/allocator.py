@@ -12,7 +12,9 @@ LeNet-5 step, one thread: 12.6 ms with glibc's defaults, 4.8 ms with the setting
     M_MMAP_THRESHOLD  32 MiB   blocks below this come from the heap, not from mmap
     M_TRIM_THRESHOLD  128 MiB  the heap keeps up to this much free memory at its top
 
-so a process may keep up to about 128 MiB of freed memory at the top of its heap. ``import engine`` calls it,
+so each malloc arena may keep up to about 128 MiB of freed memory at the top of its heap
+(glibc gives threads arenas of their own, so the in-process world's thread ranks may keep
+several times that). ``import engine`` calls it,
 unless the user already tuned malloc (``MALLOC_MMAP_THRESHOLD_`` / ``MALLOC_TRIM_THRESHOLD_``
 in the environment) or opted out with ``MPIGRAD_KEEP_FREED_MEMORY=0``. Elsewhere than
 glibc (macOS, musl) it does nothing.
@@ -24,7 +26,8 @@ import platform
 M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3  # from glibc's <malloc.h>
 MMAP_THRESHOLD = 32 * 2**20
 TRIM_THRESHOLD = 128 * 2**20
-_USER_VARIABLES = ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_", "MPIGRAD_KEEP_FREED_MEMORY")
+_MALLOC_VARIABLES = ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_")
+_OFF = ("0", "false", "no", "off")
 
 
 def keep_freed_memory(mmap_threshold=MMAP_THRESHOLD, trim_threshold=TRIM_THRESHOLD):
@@ -41,6 +44,7 @@ def keep_freed_memory(mmap_threshold=MMAP_THRESHOLD, trim_threshold=TRIM_THRESHO
 
 def keep_freed_memory_unless_told_otherwise(environ=os.environ):
     """What ``import engine`` does: keep_freed_memory() unless the environment says otherwise."""
-    if any(name in environ for name in _USER_VARIABLES) and environ.get("MPIGRAD_KEEP_FREED_MEMORY") != "1":
-        return False
+    switch = environ.get("MPIGRAD_KEEP_FREED_MEMORY", "").strip().lower()
+    if switch in _OFF or (not switch and any(name in environ for name in _MALLOC_VARIABLES)):
+        return False  # opted out, or the user tuned malloc and did not ask us to override
     return keep_freed_memory()

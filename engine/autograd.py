@@ -194,15 +194,21 @@ def _count_references(array):
     return sys.getrefcount(array)
 
 
-def _fresh_array_references():
+def _calibrate():
+    """The reference count ``sys.getrefcount`` reports for an array held by one local variable
+    of the caller of a one-argument function (the variable, the parameter, getrefcount's own
+    argument): measured, not assumed, because it changes between Python versions. None (never
+    steal, always copy) where counting cannot be trusted: no ``sys.getrefcount`` (PyPy), a
+    free-threaded build, or a count that does not see a second reference."""
+    if not hasattr(sys, "getrefcount") or not getattr(sys, "_is_gil_enabled", lambda: True)():
+        return None
     array = numpy.empty(1)
-    return _count_references(array)
+    owned = _count_references(array)
+    second = array
+    return owned if _count_references(second) > owned else None
 
 
-# The reference count sys.getrefcount reports for an array held by one local variable of the
-# caller of a one-argument function (the variable, the parameter, getrefcount's argument):
-# measured rather than assumed, because it changes between Python versions.
-_OWNED = _fresh_array_references()
+_OWNED = _calibrate()
 
 
 def _unshared(g):
@@ -210,7 +216,8 @@ def _unshared(g):
     the caller's variable refers to: no view of it, no other tensor's .grad, no user array.
     Then it can become a leaf's .grad without a copy (PyTorch's AccumulateGrad "steals" such
     a gradient the same way); a shared one is copied, so no two .grad arrays alias."""
-    return (type(g) is numpy.ndarray and g.base is None and g.flags.writeable
+    return (_OWNED is not None and type(g) is numpy.ndarray and g.base is None
+            and g.flags.writeable
             and sys.getrefcount(g) <= _OWNED)  # called as _count_references is: same count
 
 

@@ -83,6 +83,13 @@ class Tensor:
     def __len__(self):
         return len(self.data)
 
+    def __bool__(self):
+        """The truth of a one-element tensor (``if loss < 0.1:``); ambiguous otherwise, as in PyTorch."""
+        if self.data.size != 1:
+            raise RuntimeError(f"bool(): the truth value of a tensor with {self.data.size} "
+                               f"elements is ambiguous (use .any() or .all() on .numpy())")
+        return bool(self.data.reshape(()))
+
     def numpy(self):
         """The data as a NumPy array (no copy on cpu; a host copy from cuda)."""
         if self.requires_grad:
@@ -164,7 +171,10 @@ class Tensor:
     def __pow__(self, exponent):
         if isinstance(exponent, Tensor):
             raise TypeError("pow: only a scalar exponent is supported, got a Tensor")
-        return ops.Pow.apply(self, exponent=exponent)
+        base = self
+        if self.dtype.kind in "biu" and (float(exponent) != int(exponent) or exponent < 0):
+            base = self.to(dtype=DEFAULT_DTYPE)  # Tensor([4]) ** 0.5 is 2.0, not int 1 (PyTorch)
+        return ops.Pow.apply(base, exponent=exponent)
 
     def __radd__(self, other):
         return self._lift(other) + self

@@ -52,6 +52,33 @@ def blas_threads():
             return blas[0]["num_threads"], f"threadpoolctl ({blas[0]['internal_api']})"
     except ImportError:
         pass
+    found = _openblas("get")
+    if found is None:
+        return None, "unknown (no threadpoolctl, no OpenBLAS found)"
+    get, name = found
+    return int(get()), name
+
+
+def set_blas_threads(n):
+    """Give NumPy's OpenBLAS ``n`` threads now, after NumPy has loaded; returns the previous
+    count (None: no OpenBLAS found; other BLAS libraries are left alone).
+
+    The environment variables above only work before NumPy loads. Ranks run as threads (the
+    in-process world) share one BLAS: with its default of one thread per core, K thread-ranks
+    start K x cores BLAS threads that spin waiting for each other (on 2 cores, steps ran 100x
+    slower), so the in-process runner and notebooks call ``set_blas_threads(1)``.
+    """
+    get, set_ = _openblas("get"), _openblas("set")
+    if get is None or set_ is None:
+        return None
+    previous = int(get[0]())
+    set_[0](int(n))
+    return previous
+
+
+def _openblas(which):
+    """(the C function openblas_{which}_num_threads of the OpenBLAS NumPy loaded, a description),
+    or None. Its symbol carries a prefix and suffix in the scipy-openblas wheels NumPy ships."""
     import numpy  # noqa: F401  (loads the BLAS, if nothing did yet)
     try:
         with open("/proc/self/maps") as maps:
@@ -60,11 +87,11 @@ def blas_threads():
         libs = []
     for path in libs:
         lib = ctypes.CDLL(path)
-        for symbol in ("scipy_openblas_get_num_threads64_", "openblas_get_num_threads64_",
-                       "openblas_get_num_threads"):
+        for prefix, suffix in (("scipy_", "64_"), ("scipy_", ""), ("", "64_"), ("", "")):
+            symbol = f"{prefix}openblas_{which}_num_threads{suffix}"
             if hasattr(lib, symbol):
-                return int(getattr(lib, symbol)()), f"{symbol}() in {os.path.basename(path)}"
-    return None, "unknown (no threadpoolctl, no OpenBLAS found)"
+                return getattr(lib, symbol), f"{symbol}() in {os.path.basename(path)}"
+    return None
 
 
 def thread_counts():

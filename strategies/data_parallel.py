@@ -76,14 +76,11 @@ class DataParallel(Strategy):
 
     def __init__(self, model, comm, algorithm="ring", bucket_bytes=DEFAULT_BUCKET_BYTES):
         super().__init__(model, comm)
-        if algorithm not in collectives.ALGORITHMS:
-            raise ValueError(f"unknown all-reduce algorithm {algorithm!r}: "
-                             f"choose one of {sorted(collectives.ALGORITHMS)}")
+        collectives.get_algorithm(algorithm)   # an unknown name fails here, not at the first step
         self.algorithm, self.bucket_bytes = algorithm, bucket_bytes
         self.setup_bytes = broadcast_parameters(model, comm)   # A1: rank 0's theta_0 everywhere
         # Reverse order: backward finishes the last layer's gradients first (see module doc).
         self.params = self.model.parameters()[::-1]
-        self.buckets = collectives.plan_buckets([p.data for p in self.params], bucket_bytes)
 
     @classmethod
     def from_args(cls, model, comm, args):

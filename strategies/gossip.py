@@ -15,7 +15,7 @@ of K ranks (N(i) = {i-1, i+1}), K = 5:
     1 [ 1/3 1/3 1/3  .   .  ]               by every mixing step, and the differences
     2 [  .  1/3 1/3 1/3  .  ]               theta_i - theta_bar shrink by the second-largest
     3 [  .   .  1/3 1/3 1/3 ]               eigenvalue lambda_2 = (1 + 2 cos(2 pi / K)) / 3
-    4 [ 1/3  .   .  1/3 1/3 ]               per step (0.33 for K = 4, 0.87 for K = 16)
+    4 [ 1/3  .   .  1/3 1/3 ]               per step (0.33 for K = 4, 0.95 for K = 16)
 
 so the replicas never agree exactly while training moves them apart again: the consensus
 distance  sqrt((1/K) sum_i ||theta_i - theta_bar||^2)  measures by how much (the runner records

@@ -36,6 +36,7 @@ class LocalSGD(Strategy):
         super().__init__(model, comm)
         if period < 1:
             raise ValueError(f"LocalSGD: period H must be >= 1, got {period}")
+        collectives.get_algorithm(algorithm)   # an unknown name fails here, not after H steps
         self.period, self.algorithm, self.bucket_bytes = period, algorithm, bucket_bytes
         self.setup_bytes = broadcast_parameters(model, comm)   # the same theta_0 everywhere
 

@@ -33,7 +33,7 @@ import time
 # The engine before NumPy: under mpirun it asks BLAS for one thread per rank (engine/threads.py).
 from engine import data, manual_seed, models, nn, optim  # noqa: I001
 import engine.functional as F
-from engine.threads import launched_by_mpi
+from engine.threads import launched_by_mpi, set_blas_threads
 
 import numpy
 
@@ -42,7 +42,7 @@ from strategies.base import RankLoader, cast_model
 from strategies.data_parallel import DEFAULT_BUCKET_BYTES
 from strategies.registry import STRATEGIES
 
-ALGORITHMS = ["ring", "tree", "recursive-doubling", "naive", "mpi"]   # collectives' names, with -
+ALGORITHMS = [name.replace("_", "-") for name in collectives.ALGORITHMS]   # collectives' names, with -
 OPTIMIZERS = {"sgd": lambda params, a: optim.SGD(params, lr=a.lr, momentum=a.momentum),
               "adam": lambda params, a: optim.Adam(params, lr=a.lr)}
 
@@ -281,29 +281,6 @@ def main(argv=None):
         set_blas_threads(1)
     records = collectives.spawn(lambda comm: run(args, comm), args.threads, timeout=300)
     return 2 if "error" in records[0] else 0
-
-
-def set_blas_threads(n):
-    """Ask NumPy's OpenBLAS for ``n`` threads, at run time; returns the previous count (None: no OpenBLAS found).
-
-    Ranks run as threads share one BLAS: with its default one thread per core, K ranks start
-    K x cores BLAS threads that spin waiting for each other (on 2 cores: 100x slower steps).
-    engine/threads.py sets the environment variables, which only work before NumPy loads;
-    this does it afterwards, through OpenBLAS's own C calls (best effort: other BLAS untouched).
-    """
-    import ctypes
-    import glob
-    libs = glob.glob(os.path.join(os.path.dirname(numpy.__file__), os.pardir, "numpy.libs", "*openblas*"))
-    for path in libs:
-        lib = ctypes.CDLL(path)
-        for prefix, suffix in (("scipy_", "64_"), ("scipy_", ""), ("", "64_"), ("", "")):
-            setter = getattr(lib, f"{prefix}openblas_set_num_threads{suffix}", None)
-            getter = getattr(lib, f"{prefix}openblas_get_num_threads{suffix}", None)
-            if setter is not None and getter is not None:
-                previous = getter()
-                setter(n)
-                return previous
-    return None
 
 
 def _mpi_exit(code):

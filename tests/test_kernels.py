@@ -144,6 +144,8 @@ CUDASIM_CHECK = textwrap.dedent("""
     assert np.allclose(cuda.cross_entropy_backward(probs, y, 0.5), reference.cross_entropy_backward(probs, y, 0.5)), "ce backward"
     g = rng.standard_normal((2, 3))
     assert np.array_equal(cuda.relu_backward(g, np.maximum(g, 0)), reference.relu_backward(g, np.maximum(g, 0))), "relu"
+    gt, zt = g.T, np.maximum(g, 0).T          # transposed (not C-contiguous), as after a Transpose op
+    assert np.array_equal(cuda.relu_backward(gt, zt), reference.relu_backward(gt, zt)), "relu, transposed"
     print("CUDASIM OK")
 """)
 

@@ -81,10 +81,13 @@ def test_linear_layer_backward_twice_accumulates():
 
 def test_malloc_thresholds_are_set_on_glibc_unless_the_user_chose():
     assert allocator.keep_freed_memory_unless_told_otherwise({"MPIGRAD_KEEP_FREED_MEMORY": "0"}) is False
+    assert allocator.keep_freed_memory_unless_told_otherwise({"MPIGRAD_KEEP_FREED_MEMORY": "false"}) is False
     assert allocator.keep_freed_memory_unless_told_otherwise({"MALLOC_TRIM_THRESHOLD_": "0"}) is False
     import platform
     if platform.system() == "Linux" and platform.libc_ver()[0] == "glibc":
         assert allocator.keep_freed_memory_unless_told_otherwise({}) is True
+        both = {"MALLOC_TRIM_THRESHOLD_": "0", "MPIGRAD_KEEP_FREED_MEMORY": "1"}  # explicit: ours win
+        assert allocator.keep_freed_memory_unless_told_otherwise(both) is True
 
 
 def test_import_engine_does_not_print():

@@ -19,17 +19,18 @@ from strategies.traffic import allreduce_bytes
 import collectives
 import engine.functional as F
 from engine import data, manual_seed, nn, optim
+from engine.threads import set_blas_threads
 
 TOL64 = 1e-12
 
 
 @pytest.fixture(autouse=True, scope="module")
 def one_blas_thread():
-    """Ranks as threads must not each start a BLAS thread per core (see train.set_blas_threads)."""
-    previous = train.set_blas_threads(1)
+    """Ranks as threads must not each start a BLAS thread per core (see engine.threads.set_blas_threads)."""
+    previous = set_blas_threads(1)
     yield
     if previous is not None:
-        train.set_blas_threads(previous)
+        set_blas_threads(previous)
 
 
 def half_mse(pred, target):
@@ -174,7 +175,8 @@ def test_buckets_are_filled_in_backward_order():
     manual_seed(0)
     model = small_mlp()                                                # W1 (16,20) b1 W2 (4,16) b2
     dp = collectives.spawn(lambda comm: DataParallel(model, comm, bucket_bytes=600), 1)[0]
-    shapes = [[dp.params[i].shape for i in bucket] for bucket in dp.buckets]
+    buckets = collectives.plan_buckets([p.data for p in dp.params], dp.bucket_bytes)  # as each step plans
+    shapes = [[dp.params[i].shape for i in bucket] for bucket in buckets]
     assert shapes[0] == [(4,), (4, 16)]                                # last layer first: 544 B
     assert shapes[-1] == [(16, 20)]
 

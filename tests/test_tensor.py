@@ -268,3 +268,30 @@ def test_one_d_matmul_error_names_the_shapes_given():
 def test_flatten_start_axis_out_of_range():
     with pytest.raises(ValueError, match="flatten"):
         Tensor(np.ones(3)).flatten(1)
+
+
+@pytest.mark.parametrize("data, expected", [([5.0], True), ([0.0], False), (2.0, True)])
+def test_one_element_tensors_have_a_truth_value(data, expected):
+    assert bool(Tensor(data)) is expected
+    assert bool(Tensor(data) < 0) is False
+
+
+def test_truth_of_a_many_element_tensor_is_ambiguous():
+    with pytest.raises(RuntimeError, match="ambiguous"):
+        bool(Tensor([1.0, 2.0]) < 0)
+
+
+@pytest.mark.parametrize("exponent, expected", [(0.5, [2.0, 3.0]), (-1, [0.25, 1 / 9])])
+def test_integer_tensor_to_a_fractional_or_negative_power_becomes_float(exponent, expected):
+    out = Tensor([4, 9]) ** exponent
+    assert out.dtype == np.float32
+    np.testing.assert_allclose(out.numpy(), expected, rtol=1e-6)
+    assert (Tensor([2, 3]) ** 2).dtype == np.int64          # a whole power stays integer
+    np.testing.assert_allclose((1 / Tensor([2, 4])).numpy(), [0.5, 0.25])
+
+
+def test_max_of_a_row_with_nan_sends_the_gradient_to_the_nan():
+    x = Tensor([[1.0, np.nan, 3.0]], requires_grad=True)
+    x.max(axis=1).sum().backward()
+    assert np.isnan(x.max().item())
+    np.testing.assert_array_equal(x.grad, [[0.0, 1.0, 0.0]])

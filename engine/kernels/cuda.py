@@ -243,6 +243,9 @@ def cross_entropy_backward(probs, labels, scale):
 
 def relu_backward(g, z):
     xp = backend.array_module(g)
-    out = xp.empty_like(g)
+    # The kernel walks flat views: reshape(-1) of a non-contiguous array (a transposed
+    # gradient) would be a copy, and the kernel would write into that copy, not into out.
+    g, z = xp.ascontiguousarray(g), xp.ascontiguousarray(z)
+    out = xp.empty(g.shape, g.dtype)
     _launch(_relu_backward, out.size, g.reshape(-1), z.reshape(-1), out.reshape(-1))
     return out

@@ -50,9 +50,10 @@ class Max(Function):
         if a.size == 0:
             raise ValueError("max: cannot reduce an empty tensor")
         z = a.max(axis=axis, keepdims=True)
-        mask = a == z
+        xp = backend.array_module(a)
+        mask = (a == z) | (xp.isnan(a) & xp.isnan(z))  # a NaN max takes the gradient (PyTorch)
         self.saved = (mask / mask.sum(axis=axis, keepdims=True).astype(a.dtype),)
-        return z if keepdims else backend.array_module(a).squeeze(z, axis=axis)
+        return z if keepdims else xp.squeeze(z, axis=axis)
 
     def backward(self, g):
         (share,) = self.saved

@@ -267,6 +267,23 @@ def check_split(comm):
     assert comm.split(None) is None
 
 
+def check_short_message_is_an_error(comm):
+    """A message shorter than the receive buffer is a ValueError naming both sizes, in both
+    worlds (MPI itself accepts it and leaves the rest of the buffer as it was)."""
+    if comm.size < 2:
+        return
+    if comm.rank == 0:
+        comm.send(numpy.arange(3.0), 1, tag=7)
+    elif comm.rank == 1:
+        try:
+            comm.recv(numpy.full(5, -1.0), 0, tag=7)
+        except ValueError as error:
+            assert "recv(source=0, tag=7, 40 B): the message has 24 B" in str(error), error
+        else:
+            raise AssertionError("a 24 B message into a 40 B buffer was accepted")
+    comm.barrier()
+
+
 ALL_CHECKS = [check_allreduce_matches_reference, check_shapes_and_out, check_all_ones,
               check_counters, check_collectives_api, check_bad_input_fails_everywhere,
-              check_bucketed, check_trace, check_split]
+              check_bucketed, check_trace, check_split, check_short_message_is_an_error]
