@@ -18,6 +18,11 @@ Debugging: run with ``NUMBA_DISABLE_JIT=1`` and every kernel is plain Python (sl
 import numpy as np
 from numba import njit
 
+from engine.kernels import reference
+
+# floor((size + 2 padding - kernel) / stride) + 1: the reference's formula, compiled
+out_size = njit(cache=True, nogil=True)(reference.out_size)
+
 
 @njit(cache=True, nogil=True)
 def im2col(x, kh, kw, stride, padding):
@@ -32,8 +37,7 @@ def im2col(x, kh, kw, stride, padding):
     0 <= w < W`` test is what lets LLVM drop negative-index wraparound; a version that
     precomputes the inside ranges instead measured 3x slower.)"""
     N, C, H, W = x.shape
-    OH = (H + 2 * padding - kh) // stride + 1
-    OW = (W + 2 * padding - kw) // stride + 1
+    OH, OW = out_size(H, kh, stride, padding), out_size(W, kw, stride, padding)
     cols = np.empty((N, C * kh * kw, OH * OW), dtype=x.dtype)
     for n in range(N):
         for c in range(C):
@@ -59,8 +63,7 @@ def col2im(cols, N, C, H, W, kh, kw, stride, padding):
         for n, c, i, j, oh, ow:  (h, w as in im2col, when inside)
             dx[n, c, h, w] += cols[n, (c*kh + i)*kw + j, oh*OW + ow]
     """
-    OH = (H + 2 * padding - kh) // stride + 1
-    OW = (W + 2 * padding - kw) // stride + 1
+    OH, OW = out_size(H, kh, stride, padding), out_size(W, kw, stride, padding)
     dx = np.zeros((N, C, H, W), dtype=cols.dtype)
     for n in range(N):
         for c in range(C):
@@ -88,8 +91,7 @@ def max_pool_forward(x, kh, kw, stride, padding):
 
     The window is clipped to the input once per output entry, not tested per entry."""
     N, C, H, W = x.shape
-    OH = (H + 2 * padding - kh) // stride + 1
-    OW = (W + 2 * padding - kw) // stride + 1
+    OH, OW = out_size(H, kh, stride, padding), out_size(W, kw, stride, padding)
     out = np.empty((N, C, OH, OW), dtype=x.dtype)
     argmax = np.empty((N, C, OH, OW), dtype=np.int64)
     for n in range(N):
@@ -139,8 +141,7 @@ def avg_pool_forward(x, kh, kw, stride, padding):
             out[n, c, oh, ow] = sum of x[n, c, h, w] over the window (padding = 0) / (kh*kw)
     """
     N, C, H, W = x.shape
-    OH = (H + 2 * padding - kh) // stride + 1
-    OW = (W + 2 * padding - kw) // stride + 1
+    OH, OW = out_size(H, kh, stride, padding), out_size(W, kw, stride, padding)
     out = np.empty((N, C, OH, OW), dtype=x.dtype)
     scale = 1.0 / (kh * kw)
     for n in range(N):

@@ -18,6 +18,7 @@ import math
 from numba import cuda
 
 from engine import backend
+from engine.kernels.reference import out_size
 
 THREADS = 128
 
@@ -27,8 +28,10 @@ def _launch(kernel, total, *args):
         kernel[math.ceil(total / THREADS), THREADS](*args)
 
 
-def _out_size(size, kernel, stride, padding):
-    return (size + 2 * padding - kernel) // stride + 1
+@cuda.jit(device=True)
+def _unravel(t, C, H, W):
+    """The (n, c, h, w) of entry t of a C-ordered (N, C, H, W) array."""
+    return t // (W * H * C), (t // (W * H)) % C, (t // W) % H, t % W
 
 
 @cuda.jit(cache=False)
@@ -50,7 +53,7 @@ def _col2im(cols, dx, kh, kw, stride, padding, OH, OW):
     N, C, H, W = dx.shape
     if t >= dx.size:
         return
-    w, h, c, n = t % W, (t // W) % H, (t // (W * H)) % C, t // (W * H * C)
+    n, c, h, w = _unravel(t, C, H, W)
     total = 0.0                                   # float64 sum, stored in dx's dtype
     for i in range(kh):
         hh = h + padding - i                      # = oh * stride if this offset reaches (h, w)
@@ -71,7 +74,7 @@ def _max_pool_forward(x, out, argmax, kh, kw, stride, padding):
     OH, OW = out.shape[2], out.shape[3]
     if t >= out.size:
         return
-    ow, oh, c, n = t % OW, (t // OW) % OH, (t // (OW * OH)) % C, t // (OW * OH * C)
+    n, c, oh, ow = _unravel(t, C, OH, OW)
     best, where = x[n, c, 0, 0], -1
     for i in range(kh):
         h = oh * stride + i - padding
@@ -91,7 +94,7 @@ def _max_pool_backward(g, argmax, dx):
     W = dx.shape[3]
     if t >= g.size:
         return
-    ow, oh, c, n = t % OW, (t // OW) % OH, (t // (OW * OH)) % C, t // (OW * OH * C)
+    n, c, oh, ow = _unravel(t, C, OH, OW)
     k = argmax[n, c, oh, ow]
     cuda.atomic.add(dx, (n, c, k // W, k % W), g[n, c, oh, ow])
 
@@ -103,7 +106,7 @@ def _avg_pool_forward(x, out, kh, kw, stride, padding):
     OH, OW = out.shape[2], out.shape[3]
     if t >= out.size:
         return
-    ow, oh, c, n = t % OW, (t // OW) % OH, (t // (OW * OH)) % C, t // (OW * OH * C)
+    n, c, oh, ow = _unravel(t, C, OH, OW)
     total = 0.0
     for i in range(kh):
         h = oh * stride + i - padding
@@ -122,7 +125,7 @@ def _avg_pool_backward(g, dx, kh, kw, stride, padding):
     OH, OW = g.shape[2], g.shape[3]
     if t >= dx.size:
         return
-    w, h, c, n = t % W, (t // W) % H, (t // (W * H)) % C, t // (W * H * C)
+    n, c, h, w = _unravel(t, C, H, W)
     total = 0.0
     for i in range(kh):
         hh = h + padding - i
@@ -178,7 +181,7 @@ def _relu_backward(g, z, out):
 def im2col(x, kh, kw, stride, padding):
     xp = backend.array_module(x)
     N, C, H, W = x.shape
-    OH, OW = _out_size(H, kh, stride, padding), _out_size(W, kw, stride, padding)
+    OH, OW = out_size(H, kh, stride, padding), out_size(W, kw, stride, padding)
     cols = xp.empty((N, C * kh * kw, OH * OW), dtype=x.dtype)
     _launch(_im2col, cols.size, x, cols, kh, kw, stride, padding, OH, OW)
     return cols
@@ -188,7 +191,7 @@ def col2im(cols, x_shape, kh, kw, stride, padding):
     xp = backend.array_module(cols)
     N, C, H, W = x_shape
     dx = xp.empty(x_shape, dtype=cols.dtype)
-    OH, OW = _out_size(H, kh, stride, padding), _out_size(W, kw, stride, padding)
+    OH, OW = out_size(H, kh, stride, padding), out_size(W, kw, stride, padding)
     _launch(_col2im, dx.size, cols, dx, kh, kw, stride, padding, OH, OW)
     return dx
 
@@ -196,7 +199,7 @@ def col2im(cols, x_shape, kh, kw, stride, padding):
 def max_pool_forward(x, kh, kw, stride, padding):
     xp = backend.array_module(x)
     N, C, H, W = x.shape
-    shape = (N, C, _out_size(H, kh, stride, padding), _out_size(W, kw, stride, padding))
+    shape = (N, C, out_size(H, kh, stride, padding), out_size(W, kw, stride, padding))
     out, argmax = xp.empty(shape, dtype=x.dtype), xp.empty(shape, dtype=xp.int64)
     _launch(_max_pool_forward, out.size, x, out, argmax, kh, kw, stride, padding)
     return out, argmax
@@ -211,7 +214,7 @@ def max_pool_backward(g, argmax, x_shape):
 def avg_pool_forward(x, kh, kw, stride, padding):
     xp = backend.array_module(x)
     N, C, H, W = x.shape
-    shape = (N, C, _out_size(H, kh, stride, padding), _out_size(W, kw, stride, padding))
+    shape = (N, C, out_size(H, kh, stride, padding), out_size(W, kw, stride, padding))
     out = xp.empty(shape, dtype=x.dtype)
     _launch(_avg_pool_forward, out.size, x, out, kh, kw, stride, padding)
     return out

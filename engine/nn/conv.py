@@ -37,27 +37,29 @@ class Conv2d(Module):
                 f"stride={self.stride}, padding={self.padding}, bias={self.bias is not None}")
 
 
-class MaxPool2d(Module):
-    """The maximum of each kh x kw window (F.max_pool2d); stride defaults to the kernel size."""
+class _Pool2d(Module):
+    """A kh x kw window slid over each channel, reduced by ``pool`` (a function of F);
+    stride defaults to the kernel size."""
+
+    pool = None
 
     def __init__(self, kernel_size, stride=None, padding=0):
         self.kernel_size, self.stride, self.padding = kernel_size, stride, padding
 
     def forward(self, x):
-        return F.max_pool2d(x, self.kernel_size, self.stride, self.padding)
+        return self.pool(x, self.kernel_size, self.stride, self.padding)
 
     def extra_repr(self):
         return f"kernel_size={self.kernel_size}, stride={self.stride or self.kernel_size}, padding={self.padding}"
 
 
-class AvgPool2d(Module):
-    """The mean of each kh x kw window (F.avg_pool2d); stride defaults to the kernel size."""
+class MaxPool2d(_Pool2d):
+    """The maximum of each window (F.max_pool2d)."""
 
-    def __init__(self, kernel_size, stride=None, padding=0):
-        self.kernel_size, self.stride, self.padding = kernel_size, stride, padding
+    pool = staticmethod(F.max_pool2d)
 
-    def forward(self, x):
-        return F.avg_pool2d(x, self.kernel_size, self.stride, self.padding)
 
-    def extra_repr(self):
-        return f"kernel_size={self.kernel_size}, stride={self.stride or self.kernel_size}, padding={self.padding}"
+class AvgPool2d(_Pool2d):
+    """The mean of each window (F.avg_pool2d)."""
+
+    pool = staticmethod(F.avg_pool2d)

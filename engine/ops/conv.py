@@ -20,6 +20,7 @@ col2im adds each column entry back where im2col took it from: it is im2col's tra
 which is why it gives the gradient. The kernels are in engine/kernels.
 """
 from engine import backend, kernels
+from engine.kernels import reference
 from engine.autograd import Function
 
 
@@ -45,7 +46,7 @@ class Conv2d(Function):
                              f"expects {C}")
         xp = backend.array_module(x)
         N, H, W = x.shape[0], x.shape[2], x.shape[3]
-        OH, OW = (H + 2 * padding - kh) // stride + 1, (W + 2 * padding - kw) // stride + 1
+        OH, OW = reference.out_size(H, kh, stride, padding), reference.out_size(W, kw, stride, padding)
         cols = kernels.im2col(x, kh, kw, stride, padding)       # (N, C*kh*kw, OH*OW)
         z = xp.matmul(weight.reshape(O, -1), cols)              # (N, O, OH*OW)
         if bias is not None:
