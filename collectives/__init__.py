@@ -8,10 +8,10 @@
 Table of contents (one concept per module):
 
     comm.py                the point-to-point interface, counters of messages and bytes
-    world.py               MPIComm: the interface on mpi4py's COMM_WORLD
-    threads.py             ThreadComm and spawn: an in-process world of threads
+    mpi_world.py           MPIComm: the interface on mpi4py's COMM_WORLD
+    inprocess.py           ThreadComm and spawn: an in-process world of threads
     trace.py               opt-in record of every message, step tables
-    ops.py, chunks.py      reduction operators; how n elements are cut into p chunks
+    reduction.py, chunks.py reduction operators; how n elements are cut into p chunks
     check.py               every rank called the same collective on the same array?
     gather_scatter.py      gather, scatter (linear)
     tree.py                broadcast, reduce (binomial tree), tree_allreduce
@@ -27,13 +27,13 @@ from collectives.bucketed import bucketed_allreduce, plan_buckets
 from collectives.comm import Comm, Counters, Note
 from collectives.gather_scatter import gather, scatter
 from collectives.naive import naive_allreduce
-from collectives.ops import Op
+from collectives.reduction import Op
 from collectives.recursive_doubling import recursive_doubling_allreduce
 from collectives.ring import all_gather, reduce_scatter, ring_allreduce
-from collectives.threads import DeadlockError, RankError, RankExitedError, spawn
+from collectives.inprocess import DeadlockError, RankError, RankExitedError, spawn
 from collectives.trace import Trace
 from collectives.tree import broadcast, reduce, tree_allreduce
-from collectives.world import MPIComm, world
+from collectives.mpi_world import MPIComm, world
 
 __all__ = [
     "ALGORITHMS", "Comm", "Counters", "DeadlockError", "MPIComm", "Note", "Op", "RankError",

@@ -21,7 +21,7 @@ from engine.backend import device_of, to_device, to_numpy
 
 from collectives.check import check_same
 from collectives.naive import naive_allreduce
-from collectives.ops import Op, finish, result_buffer
+from collectives.reduction import Op, finish, result_buffer
 from collectives.recursive_doubling import recursive_doubling_allreduce
 from collectives.ring import ring_allreduce
 from collectives.tree import tree_allreduce

@@ -18,7 +18,7 @@ and an array larger than ``bucket_bytes`` gets a bucket of its own.
 from engine.backend import array_module
 
 from collectives.allreduce import allreduce
-from collectives.ops import Op
+from collectives.reduction import Op
 
 
 def plan_buckets(arrays, bucket_bytes):

@@ -3,8 +3,8 @@
 A collective in this package is a few loops of ``send``/``recv``/``sendrecv``
 on a ``Comm``. Two worlds implement it:
 
-    collectives.world()            MPIComm   one process per rank, under mpirun  (world.py)
-    collectives.spawn(fn, p)       ThreadComm p threads in this process          (threads.py)
+    collectives.world()            MPIComm   one process per rank, under mpirun  (mpi_world.py)
+    collectives.spawn(fn, p)       ThreadComm p threads in this process          (inprocess.py)
 
 so the same ``ring_allreduce`` runs under ``mpirun -n 4`` and inside a notebook.
 
@@ -18,7 +18,7 @@ What this base class adds on top (the public methods the algorithms call):
 
 * counters: every message and byte sent and received by this rank (``comm.counters``);
 * an opt-in trace of every message (``comm.trace = Trace(echo=True)``, see trace.py);
-* the rule that buffers are contiguous arrays (NumPy, or CuPy - see world.py), sent as
+* the rule that buffers are contiguous arrays (NumPy, or CuPy - see mpi_world.py), sent as
   raw bytes, so any numeric dtype travels unchanged and ``nbytes`` is what is counted.
 
 Matching follows MPI: a receive names its source and tag; messages between one pair of
@@ -147,5 +147,5 @@ SPLIT_TAG = 30003
 
 
 def on_gpu(buf):
-    """True for a CuPy buffer (the transports treat it specially: see world.py)."""
+    """True for a CuPy buffer (the transports treat it specially: see mpi_world.py)."""
     return device_of(buf) == "cuda"

@@ -16,7 +16,7 @@ Traffic: rank 0 receives and sends (p - 1) n bytes; every other rank sends and r
 from collectives.check import check_same
 from collectives.comm import Note
 from collectives.gather_scatter import gather
-from collectives.ops import Op, combine_into, finish, result_buffer
+from collectives.reduction import Op, combine_into, finish, result_buffer
 
 
 def naive_allreduce(comm, x, op=Op.SUM, *, out=None, check=True):

@@ -37,7 +37,7 @@ from engine.backend import array_module
 
 from collectives.check import check_same
 from collectives.comm import Note
-from collectives.ops import Op, combine_into, finish, result_buffer
+from collectives.reduction import Op, combine_into, finish, result_buffer
 
 
 def recursive_doubling_allreduce(comm, x, op=Op.SUM, *, out=None, check=True):

@@ -59,7 +59,7 @@ from engine.backend import array_module
 from collectives.check import check_same
 from collectives.chunks import chunk_bounds, chunk_sizes
 from collectives.comm import Note
-from collectives.ops import Op, combine_into, finish, result_buffer
+from collectives.reduction import Op, combine_into, finish, result_buffer
 
 
 def reduce_scatter_phase(comm, buf, bounds, op, scratch):

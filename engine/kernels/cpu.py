@@ -10,7 +10,7 @@ compiling again: see benchmarks/kernels.py for the first-call and cached times.
 
 Threads: every kernel runs on the calling thread (no ``parallel=True``: see engine/threads.py
 for the measurement), and releases the GIL while it runs (``nogil=True``), so the in-process
-"ranks" of collectives/world.py, which are threads, run their kernels at the same time.
+"ranks" of collectives/mpi_world.py, which are threads, run their kernels at the same time.
 
 Debugging: run with ``NUMBA_DISABLE_JIT=1`` and every kernel is plain Python (slow, but
 ``print`` and ``pdb`` work inside it).
