@@ -10,7 +10,9 @@ Bus bandwidth (NCCL's convention) makes algorithms comparable across p:
     busbw = (n / t) * 2 (p - 1) / p         (the bytes each rank must move, per second)
 
 Beside the measurements it draws the alpha-beta prediction of each algorithm
-(collectives/costmodel.py) with alpha, beta measured by ping-pong and gamma by timing np.add.
+(collectives/algorithms.py) with alpha measured with every rank busy, beta by ping-pong and
+gamma by timing np.add. That measured link is set as ``comm.link`` first, so the "auto" row
+is the algorithm the cost model picks for each size on this machine (printed and recorded).
 Writes <out>/collectives.json and <out>/collectives.png (default out: benchmarks/results).
 """
 import argparse
@@ -23,11 +25,12 @@ import time
 import numpy
 
 import collectives
-from collectives import costmodel
+from collectives import algorithms, costmodel
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
-MODELLED = ["naive", "tree", "recursive_doubling", "ring"]
+MODELLED = [name for name, algorithm in collectives.ALGORITHMS.items()
+            if algorithm.time_formula is not None]      # every one but "mpi"
 
 
 def time_allreduce(comm, name, x, repeats, warmup=2):
@@ -51,7 +54,7 @@ def repeats_for(nbytes, quick):
 def crossover(sizes, seconds):
     """Smallest size from which the ring stays faster than both tree and recursive doubling."""
     faster = [r < min(t, d) for r, t, d in zip(seconds["ring"], seconds["tree"],
-                                               seconds["recursive_doubling"])]
+                                               seconds["recursive-doubling"])]
     for i in range(len(sizes)):
         if all(faster[i:]):
             return sizes[i]
@@ -70,7 +73,7 @@ def plot(result, path):
     for name, seconds in result["seconds"].items():
         t = numpy.array(seconds)
         style = dict(color=colors[name], marker="o", markersize=3.5,
-                     linewidth=2.4 if name in ("ring", "mpi") else 1.4,
+                     linewidth=2.4 if name in ("ring", "mpi", "auto") else 1.4,
                      label="MPI.Allreduce (library)" if name == "mpi" else name)
         left.loglog(sizes, t * 1e3, **style)
         right.semilogx(sizes, sizes / t * 2 * (p - 1) / p / 1e9, **style)
@@ -109,21 +112,26 @@ def main():
     comm = collectives.world()
     say = print if comm.rank == 0 else (lambda *a, **k: None)
     sizes = [1 << k for k in (range(10, 17, 2) if args.quick else range(10, 27))]  # 1 KiB .. 64 MiB
-    names = list(collectives.ALGORITHMS)
+    names = list(collectives.ALGORITHMS) + ["auto"]
 
     ping = costmodel.measure_link(comm, repeats=10 if args.quick else 50)
     loaded_alpha = costmodel.ring_step_latency(comm, repeats=10 if args.quick else 100)
     # The model lines use the alpha a collective actually sees (every rank busy at once).
     link = costmodel.LinkModel(loaded_alpha, ping.beta, ping.gamma)
+    comm.link = link  # what algorithm="auto" chooses with (the same numbers on every rank)
     say(f"ping-pong (2 ranks busy): alpha = {ping.alpha * 1e6:.1f} us, beta = "
         f"{ping.beta * 1e9:.3f} ns/B ({1 / ping.beta / 1e9:.2f} GB/s); gamma = "
         f"{ping.gamma * 1e9:.3f} ns/B (np.add)\nring step, all {comm.size} ranks busy: "
         f"alpha = {loaded_alpha * 1e6:.1f} us   (the model lines use this alpha)")
-    say(f"\n{'bytes':>10}" + "".join(f"{name + ' (ms)':>24}" for name in names)
-        + f"{'ring busbw':>13}{'mpi busbw':>12}{'ring/mpi':>10}")
+    width = {name: max(11, len(name) + 2) for name in names}             # a column per algorithm
+    say("\nmilliseconds per all-reduce (slowest rank's median):")
+    say(f"{'bytes':>10}" + "".join(f"{name:>{width[name]}}" for name in names)
+        + f"{'ring busbw':>13}{'mpi busbw':>12}{'ring/mpi':>10}{'auto chose':>20}{'auto/mpi':>10}")
 
     seconds = {name: [] for name in names}
+    chosen = []
     for nbytes in sizes:
+        chosen.append(algorithms.choose(comm.size, nbytes, comm.link))
         x = numpy.ones(nbytes // 8)                                     # float64
         mine = numpy.array([time_allreduce(comm, name, x, repeats_for(nbytes, args.quick))
                             for name in names])
@@ -132,9 +140,11 @@ def main():
             seconds[name].append(float(t))
         busbw = {name: nbytes / seconds[name][-1] * 2 * (comm.size - 1) / comm.size / 1e9
                  for name in ("ring", "mpi")}
-        say(f"{nbytes:>10}" + "".join(f"{t * 1e3:>24.3f}" for t in slowest)
-            + f"{busbw['ring']:>10.2f} GB/s{busbw['mpi']:>7.2f} GB/s"
-            + f"{seconds['mpi'][-1] / seconds['ring'][-1]:>10.2f}", flush=True)
+        say(f"{nbytes:>10}"
+            + "".join(f"{t * 1e3:>{width[name]}.3f}" for name, t in zip(names, slowest))
+            + f"{busbw['ring']:>8.2f} GB/s{busbw['mpi']:>7.2f} GB/s"
+            + f"{seconds['mpi'][-1] / seconds['ring'][-1]:>10.2f}{chosen[-1]:>20}"
+            + f"{seconds['mpi'][-1] / seconds['auto'][-1]:>10.2f}", flush=True)
 
     p = comm.size
     result = {
@@ -146,6 +156,8 @@ def main():
         "busbw_GBps": {name: [n / t * 2 * (p - 1) / p / 1e9 for n, t in zip(sizes, ts)]
                        for name, ts in seconds.items()},
         "ring_over_mpi_throughput": [m / r for m, r in zip(seconds["mpi"], seconds["ring"])],
+        "auto_choice": chosen,
+        "auto_over_mpi_throughput": [m / a for m, a in zip(seconds["mpi"], seconds["auto"])],
         "crossover_bytes": crossover(sizes, seconds),
         "model": {"alpha": link.alpha, "beta": link.beta, "gamma": link.gamma,
                   "ping_pong_alpha": ping.alpha,
@@ -159,9 +171,17 @@ def main():
         ratio = dict(zip(sizes, result["ring_over_mpi_throughput"]))
         say(f"\nring / MPI.Allreduce throughput: "
             + ", ".join(f"{n >> 20} MiB: {ratio[n]:.2f}" for n in sizes if n >= 16 << 20))
+        auto = dict(zip(sizes, result["auto_over_mpi_throughput"]))
+        say("auto / MPI.Allreduce throughput: "
+            + ", ".join(f"{_size(n)} ({choice}): {auto[n]:.2f}"
+                        for n, choice in zip(sizes, chosen)))
         say(f"crossover (ring fastest of ring/tree/recursive doubling from): "
             f"{result['crossover_bytes']} bytes")
         say(f"wrote {args.out / 'collectives.json'} and {args.out / 'collectives.png'}")
+
+
+def _size(nbytes):
+    return f"{nbytes >> 20} MiB" if nbytes >= 1 << 20 else f"{nbytes >> 10} KiB"
 
 
 def _cores():

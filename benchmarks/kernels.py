@@ -14,88 +14,74 @@ every kernel once (the first call compiles and writes the cache); a second fresh
 the same with the cache written by the first (the first call loads machine code instead).
 Both report each kernel's first-call time.
 
+The two implementations share one signature per kernel (engine/kernels/__init__.py), so each
+case below is one argument tuple given to both.
+
 Results: ``<out>/kernels.json`` and ``<out>/kernels.png``.
 """
-import engine  # noqa: F401  (before NumPy: thread settings)
-from engine.kernels import cpu, reference
-
 import argparse
-import datetime
 import json
 import os
-import platform
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy
+
+from benchmarks import measure
+from engine.kernels import cpu, reference
+from engine.process import configure_process
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def lenet5_cases(rng):
-    """(label, kernel name, args for cpu, args for reference), LeNet-5 shapes at batch 64."""
+    """(label, kernel name, args), LeNet-5 shapes at batch 64."""
     x1 = rng.standard_normal((64, 1, 28, 28)).astype(numpy.float32)   # conv1 input
     x2 = rng.standard_normal((64, 6, 14, 14)).astype(numpy.float32)   # conv2 input
     p1 = rng.standard_normal((64, 6, 28, 28)).astype(numpy.float32)   # pool1 input
     p2 = rng.standard_normal((64, 16, 10, 10)).astype(numpy.float32)  # pool2 input
     c1, c2 = cpu.im2col(x1, 5, 5, 1, 2), cpu.im2col(x2, 5, 5, 1, 0)
-    cases = [("conv1 (64,1,28,28) k5 p2", "im2col", (x1, 5, 5, 1, 2), (x1, 5, 5, 1, 2)),
-             ("conv2 (64,6,14,14) k5", "im2col", (x2, 5, 5, 1, 0), (x2, 5, 5, 1, 0)),
-             ("conv1 (64,1,28,28) k5 p2", "col2im", (c1, 64, 1, 28, 28, 5, 5, 1, 2), (c1, x1.shape, 5, 5, 1, 2)),
-             ("conv2 (64,6,14,14) k5", "col2im", (c2, 64, 6, 14, 14, 5, 5, 1, 0), (c2, x2.shape, 5, 5, 1, 0))]
+    cases = [("conv1 (64,1,28,28) k5 p2", "im2col", (x1, 5, 5, 1, 2)),
+             ("conv2 (64,6,14,14) k5", "im2col", (x2, 5, 5, 1, 0)),
+             ("conv1 (64,1,28,28) k5 p2", "col2im", (c1, x1.shape, 5, 5, 1, 2)),
+             ("conv2 (64,6,14,14) k5", "col2im", (c2, x2.shape, 5, 5, 1, 0))]
     for label, p in (("pool1 (64,6,28,28) k2", p1), ("pool2 (64,16,10,10) k2", p2)):
         out, argmax = cpu.max_pool_forward(p, 2, 2, 2, 0)
-        H, W = p.shape[2:]
-        cases += [(label, "max_pool_forward", (p, 2, 2, 2, 0), (p, 2, 2, 2, 0)),
-                  (label, "max_pool_backward", (out, argmax, H, W), (out, argmax, p.shape)),
-                  (label, "avg_pool_forward", (p, 2, 2, 2, 0), (p, 2, 2, 2, 0)),
-                  (label, "avg_pool_backward", (out, H, W, 2, 2, 2, 0), (out, p.shape, 2, 2, 2, 0))]
+        cases += [(label, "max_pool_forward", (p, 2, 2, 2, 0)),
+                  (label, "max_pool_backward", (out, argmax, p.shape)),
+                  (label, "avg_pool_forward", (p, 2, 2, 2, 0)),
+                  (label, "avg_pool_backward", (out, p.shape, 2, 2, 2, 0))]
     for n in (64, 128):
         z = rng.standard_normal((n, 10)).astype(numpy.float32)
         y = rng.integers(0, 10, n)
         _, probs = cpu.cross_entropy_forward(z, y)
-        cases += [(f"logits ({n},10)", "cross_entropy_forward", (z, y), (z, y)),
-                  (f"logits ({n},10)", "cross_entropy_backward", (probs, y, numpy.float32(1 / n)),
-                   (probs, y, 1 / n))]
+        cases += [(f"logits ({n},10)", "cross_entropy_forward", (z, y)),
+                  (f"logits ({n},10)", "cross_entropy_backward", (probs, y, 1 / n))]
     g = rng.standard_normal((128, 512)).astype(numpy.float32)
     z = numpy.maximum(rng.standard_normal((128, 512)), 0).astype(numpy.float32)
-    cases.append(("(128,512)", "relu_backward", (g.reshape(-1), z.reshape(-1)), (g, z)))
+    cases.append(("(128,512)", "relu_backward", (g, z)))
     p, d = (rng.standard_normal(512 * 784).astype(numpy.float32) for _ in range(2))
-    cases += [("W1 of the MLP (512*784)", "sgd_update_", (p, d, numpy.float32(1e-9)), (p, d, 1e-9)),
-              ("W1 of the MLP (512*784)", "momentum_update_", (p, d, numpy.float32(0.9), numpy.float32(1.0)),
-               (p, d, 0.9, 1.0))]
+    cases += [("W1 of the MLP (512*784)", "sgd_update_", (p, d, 1e-9)),
+              ("W1 of the MLP (512*784)", "momentum_update_", (p, d, 0.9, 1.0))]
     return cases
 
 
 def median_ms(fn, args, repeats):
-    fn(*args)
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn(*args)
-        times.append(time.perf_counter() - start)
-    return float(numpy.median(times) * 1e3)
+    return measure.median_seconds(lambda: fn(*args), repeats) * 1e3
 
 
 def conv_forward_backward(impl, x, weight, g, stride, padding):
     """Conv2d forward and backward as engine/ops/conv.py does it, with ``impl``'s im2col/col2im."""
     O, C, kh, kw = weight.shape
     w2 = weight.reshape(O, -1)
-    if impl is cpu:
-        cols = cpu.im2col(x, kh, kw, stride, padding)
-    else:
-        cols = reference.im2col(x, kh, kw, stride, padding)
+    cols = impl.im2col(x, kh, kw, stride, padding)
     z = numpy.matmul(w2, cols)                                   # (N, O, OH*OW)
     g = g.reshape(z.shape)
     dw = numpy.matmul(g, cols.transpose(0, 2, 1)).sum(axis=0)
     dcols = numpy.matmul(w2.T, g)
-    if impl is cpu:
-        dx = cpu.col2im(dcols, *x.shape, kh, kw, stride, padding)
-    else:
-        dx = reference.col2im(dcols, x.shape, kh, kw, stride, padding)
+    dx = impl.col2im(dcols, x.shape, kh, kw, stride, padding)
     return z, dw, dx
 
 
@@ -103,20 +89,20 @@ COMPILE_CHILD = """
 import time, json, sys
 start = time.perf_counter()
 import engine
-from engine.kernels import cpu
+from engine.kernels import cpu  # Numba loads here, not at import engine
 import numpy as np
-times = {"import engine": time.perf_counter() - start}
+times = {"import engine and Numba": time.perf_counter() - start}
 rng = np.random.default_rng(0)
 x = rng.standard_normal((2, 3, 8, 8)).astype(np.float32)
-calls = [("im2col", (x, 3, 3, 1, 1)), ("col2im", (np.ones((2, 27, 64), np.float32), 2, 3, 8, 8, 3, 3, 1, 1)),
+calls = [("im2col", (x, 3, 3, 1, 1)), ("col2im", (np.ones((2, 27, 64), np.float32), x.shape, 3, 3, 1, 1)),
          ("max_pool_forward", (x, 2, 2, 2, 0)),
-         ("max_pool_backward", (np.ones((2, 3, 4, 4), np.float32), np.zeros((2, 3, 4, 4), np.int64), 8, 8)),
-         ("avg_pool_forward", (x, 2, 2, 2, 0)), ("avg_pool_backward", (np.ones((2, 3, 4, 4), np.float32), 8, 8, 2, 2, 2, 0)),
+         ("max_pool_backward", (np.ones((2, 3, 4, 4), np.float32), np.zeros((2, 3, 4, 4), np.int64), x.shape)),
+         ("avg_pool_forward", (x, 2, 2, 2, 0)), ("avg_pool_backward", (np.ones((2, 3, 4, 4), np.float32), x.shape, 2, 2, 2, 0)),
          ("cross_entropy_forward", (np.ones((4, 10), np.float32), np.zeros(4, np.int64))),
-         ("cross_entropy_backward", (np.ones((4, 10), np.float32), np.zeros(4, np.int64), np.float32(0.25))),
+         ("cross_entropy_backward", (np.ones((4, 10), np.float32), np.zeros(4, np.int64), 0.25)),
          ("relu_backward", (np.ones(8, np.float32), np.ones(8, np.float32))),
-         ("sgd_update_", (np.ones(8, np.float32), np.ones(8, np.float32), np.float32(0.1))),
-         ("momentum_update_", (np.ones(8, np.float32), np.ones(8, np.float32), np.float32(0.9), np.float32(1)))]
+         ("sgd_update_", (np.ones(8, np.float32), np.ones(8, np.float32), 0.1)),
+         ("momentum_update_", (np.ones(8, np.float32), np.ones(8, np.float32), 0.9, 1.0))]
 for name, args in calls:
     t = time.perf_counter()
     getattr(cpu, name)(*args)
@@ -153,7 +139,7 @@ def plot(rows, conv, compiled, path):
     ax.invert_yaxis()
     ax.set_xlabel("speed-up of the Numba kernel over its NumPy reference (median, float32, LeNet-5 shapes)")
     ax.legend(fontsize=8, loc="lower right")
-    names = [k for k in compiled["cold"] if k != "import engine"]
+    names = [k for k in compiled["cold"] if k != "import engine and Numba"]
     cold = [compiled["cold"][k] for k in names]
     cached = [compiled["cached"][k] for k in names]
     pos = numpy.arange(len(names))
@@ -178,13 +164,14 @@ def main(argv=None):
     args = parser.parse_args(argv)
     if args.quick:
         args.repeats = 3
-    load_before = list(os.getloadavg())
+    process = configure_process()
+    machine = measure.machine_info("python -m benchmarks.kernels")
     rng = numpy.random.default_rng(0)
     rows = []
     print(f"{'kernel':<24}{'case':<27}{'numba ms':>10}{'numpy ms':>10}{'speed-up':>10}")
-    for case, name, cpu_args, ref_args in lenet5_cases(rng):
-        fast = median_ms(getattr(cpu, name), cpu_args, args.repeats)
-        slow = median_ms(getattr(reference, name), ref_args, args.repeats)
+    for case, name, kernel_args in lenet5_cases(rng):
+        fast = median_ms(getattr(cpu, name), kernel_args, args.repeats)
+        slow = median_ms(getattr(reference, name), kernel_args, args.repeats)
         rows.append({"kernel": name, "case": case, "numba_ms": fast, "numpy_ms": slow, "speedup": slow / fast})
         print(f"{name:<24}{case:<27}{fast:>10.3f}{slow:>10.3f}{slow / fast:>9.2f}x")
     conv = []
@@ -200,19 +187,14 @@ def main(argv=None):
         print(f"{'conv forward+backward':<24}{label:<27}{fast:>10.3f}{slow:>10.3f}{slow / fast:>9.2f}x")
     compiled = compile_times()
     for label in ("cold", "cached"):
-        total = sum(v for k, v in compiled[label].items() if k != "import engine")
+        total = sum(v for k, v in compiled[label].items() if k != "import engine and Numba")
         print(f"first calls of all kernels, {label} cache: {total:.2f} s "
-              f"(import engine {compiled[label]['import engine']:.2f} s)")
-    import numba
+              f"(import engine and Numba {compiled[label]['import engine and Numba']:.2f} s)")
+    machine.update(process=process, load_average_after=list(os.getloadavg()), repeats=args.repeats,
+                   quick=args.quick)
     report = {"benchmark": "kernels", "rows": rows, "conv": conv, "compile_seconds": compiled,
-              "machine": {"cpu": platform.processor(), "cores": os.cpu_count(), "numpy": numpy.__version__,
-                          "numba": numba.__version__, "python": platform.python_version(),
-                          "load_average_before": load_before, "load_average_after": list(os.getloadavg()),
-                          "repeats": args.repeats, "quick": args.quick,
-                          "command": " ".join(["python -m benchmarks.kernels"] + sys.argv[1:]),
-                          "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}}
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "kernels.json").write_text(json.dumps(report, indent=2) + "\n")
+              "machine": machine}
+    measure.save_json(report, args.out / "kernels.json")
     plot(rows, conv, compiled, args.out / "kernels.png")
     print(f"wrote {args.out / 'kernels.json'} and {args.out / 'kernels.png'}")
 

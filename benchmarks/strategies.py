@@ -36,16 +36,17 @@ import pathlib
 import platform
 import time
 
-from strategies import STRATEGIES, train  # (imports the engine before NumPy: one BLAS thread per rank)
-from strategies.base import Single
-
 import numpy
 
 import collectives
 import engine.functional as F
 from collectives import costmodel
+from collectives.tags import Tag
 from engine import Tensor, manual_seed, models, optim
 from engine.data.mnist import FASHION_MNIST_DIR
+from engine.process import configure_process
+from strategies import STRATEGIES, loop, train
+from strategies.base import Single
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
@@ -57,6 +58,7 @@ RUNS = {                                                  # label: the runner's 
     "gossip (ring)": "--strategy gossip --topology ring",
 }
 SCALING = "--strategy dp --algorithm ring --model mlp --dataset fashion-mnist --lr 0.1 --seed 0 --quiet"
+OVERLAP_BUCKET_BYTES = 64 << 10   # the MLP's last layer in one bucket, its first layer in another
 ETHERNET = costmodel.LinkModel(alpha=30e-6, beta=1 / 1.25e9, gamma=0.0)   # assumed: 10 Gb/s, MPI over TCP
 
 
@@ -114,10 +116,10 @@ def overlap_probe(comm, n_bytes, repeats=30):
     """On 2 ranks: does a non-blocking exchange of the gradient move while the rank computes?
 
     What an overlapping DataParallel would do (start a bucket's all-reduce during backward) at its
-    simplest: swap n bytes with the other rank (isend/irecv, a tag of our own) while running
+    simplest: swap n bytes with the other rank (isend/irecv) while running
     matrix products as long as a backward pass, then wait. Best-of-30 seconds of: compute alone,
     exchange alone (blocking sendrecv), both one after the other, and both overlapped."""
-    peer, tag = 1 - comm.rank, 71
+    peer, tag = 1 - comm.rank, Tag.GRADIENT
     grad = numpy.ones(n_bytes // 4, numpy.float32)                   # (n/4,) the gradient
     incoming = numpy.empty_like(grad)
     A = numpy.random.default_rng(0).random((256, 784), numpy.float32)
@@ -155,7 +157,7 @@ def compare(comm, epochs, say):
     data, records = None, {}
     for label, flags in RUNS.items():
         args = train.parse_args(f"{COMMON} {flags} --epochs {epochs}".split())
-        data = data or train.load_data(args)
+        data = data or loop.load_data(args)
         ranks = 1 if STRATEGIES[args.strategy].max_world_size == 1 else comm.size
         records[label] = on_first(comm, ranks, lambda sub: train.run(args, sub, data))
         if comm.rank == 0:
@@ -170,8 +172,8 @@ def compare(comm, epochs, say):
 def scaling(comm, batches, epochs, dataset_name, say):
     """dp at 1, 2, 4 ranks (1 rank: single), link and compute times, cost-model predictions."""
     args0 = train.parse_args(f"{SCALING} --dataset {dataset_name} --epochs {epochs} --batch-size 64".split())
-    data = train.load_data(args0)
-    measured, ceilings = [], []
+    data = loop.load_data(args0)
+    measured, ceilings, overlapped = [], [], []
     for B in batches:
         for p in [q for q in (1, 2, 4) if q <= comm.size]:
             flags = f"{SCALING} --dataset {dataset_name} --epochs {epochs} --batch-size {B}"
@@ -188,6 +190,16 @@ def scaling(comm, batches, epochs, dataset_name, say):
                 say(f"  B={B:<5} {p} rank(s): {measured[-1]['samples_per_second']:9,.0f} samples/s, "
                     f"efficiency {measured[-1]['efficiency']:.1%}, communication {r['comm_share']:.1%} of the "
                     f"step, load average {r['loadavg'][0]:.1f}", flush=True)
+            if p == 2:                  # the same with each bucket's all-reduce started during backward
+                over = train.parse_args(f"{flags} --overlap --bucket-bytes {OVERLAP_BUCKET_BYTES}".split())
+                r = on_first(comm, p, lambda sub: train.run(over, sub, data))
+                if comm.rank == 0:
+                    rate = max(epoch_throughputs(r["epochs"], B))
+                    overlapped.append(dict(batch=B, ranks=p, samples_per_second=rate, comm_share=r["comm_share"],
+                                           efficiency=rate / (p * base["samples_per_second"])))
+                    say(f"           dp --overlap (buckets of {OVERLAP_BUCKET_BYTES:,} B): {rate:9,.0f} samples/s, "
+                        f"efficiency {overlapped[-1]['efficiency']:.1%}, waiting for the all-reduce "
+                        f"{r['comm_share']:.1%} of the step", flush=True)
             if p > 1:                   # the ceiling: p independent processes at batch B/p, no messages
                 solo = train.parse_args(f"{flags} --strategy single --batch-size {B // p}".split())
                 r = on_first(comm, p, lambda sub: train.run(solo, sub.split(sub.rank), data))
@@ -215,7 +227,7 @@ def scaling(comm, batches, epochs, dataset_name, say):
     predicted = {name: {B: [B / (compute[max(1, B // p)] + costmodel.predict("ring", p, n_bytes, lk))
                             for p in ranks] for B in batches} for name, lk in links.items() if lk}
     return dict(dataset=dataset_name, model="mlp", gradient_bytes=n_bytes, batches=batches, measured=measured,
-                no_communication_ceiling=ceilings, overlap_probe=overlap,
+                no_communication_ceiling=ceilings, overlapped=overlapped, overlap_probe=overlap,
                 link=None if link is None else vars(link), compute_seconds={str(b): t for b, t in compute.items()},
                 predicted_ranks=ranks,
                 predicted={name: {str(B): [dict(samples_per_second=s, efficiency=s / (p * v[0]))
@@ -277,6 +289,9 @@ def plot_scaling(result, path, note):
                       color=color, lw=2, ms=7, label=f"measured, global batch {B}")
         eff_ax.plot([m["ranks"] for m in points], [m["efficiency"] for m in points], "o-", color=color, lw=2, ms=7,
                     label=f"measured, global batch {B}")
+        over = [m for m in result.get("overlapped", []) if m["batch"] == B]
+        eff_ax.plot([m["ranks"] for m in over], [m["efficiency"] for m in over], "s", color=color, ms=8,
+                    mfc="none", label=f"measured, dp --overlap, B={B}")
         ceiling = [m for m in result["no_communication_ceiling"] if m["batch"] == B]
         eff_ax.plot([1] + [m["ranks"] for m in ceiling], [1] + [m["efficiency"] for m in ceiling], "x-.",
                     color=color, lw=1, ms=7, label=f"p independent processes, no messages, B={B}")
@@ -312,6 +327,7 @@ def main():
     parser.add_argument("--epochs", type=int, default=None, help="default 10 (--quick: 2)")
     parser.add_argument("--out", type=pathlib.Path, default=ROOT / "benchmarks" / "results")
     args = parser.parse_args()
+    configure_process()
     comm = collectives.world()
     say = print if comm.rank == 0 else (lambda *a, **k: None)
     cores = len(os.sched_getaffinity(0))

@@ -1,14 +1,16 @@
 """``allreduce(comm, x, algorithm="ring", op="sum")``: one entry point, every algorithm.
 
-    algorithm             module                  time for n bytes on p ranks (costmodel.py)
+    algorithm             module                  time for n bytes on p ranks (algorithms.py)
     "naive"               naive.py                2 (p-1) (alpha + n beta)
     "tree"                tree.py                 2 ceil(log2 p) (alpha + n beta)
-    "recursive_doubling"  recursive_doubling.py   log2 p (alpha + n beta)   (p a power of 2)
+    "recursive-doubling"  recursive_doubling.py   log2 p (alpha + n beta)   (p a power of 2)
     "ring"                ring.py                 2 (p-1) alpha + 2 (p-1)/p n beta
-    "mpi"                 the MPI library's own Allreduce, the reference to check and beat
+    "mpi"                 mpi_library.py          the MPI library's own, the reference to beat
+    "auto"                algorithms.py           the fastest of the first four by the cost
+                                                  model, for this n, p and ``comm.link``
 
-(reduction terms left out; see each module). ``algorithm`` is a name from the table or one of
-the functions themselves (``algorithm=ring_allreduce``).
+(reduction terms left out). ``algorithm`` is a name from the table or one of the functions
+themselves (``algorithm=ring_allreduce``).
 
 Every algorithm returns the same numbers; integers exactly, floats up to rounding, because
 each sums in its own order (``tests/test_collectives.py`` states the tolerance).
@@ -19,45 +21,8 @@ copied back, so the caller gets a CuPy array either way.
 """
 from engine.backend import device_of, to_device, to_numpy
 
-from collectives.check import check_same
-from collectives.naive import naive_allreduce
-from collectives.reduction import Op, finish, result_buffer
-from collectives.recursive_doubling import recursive_doubling_allreduce
-from collectives.ring import ring_allreduce
-from collectives.tree import tree_allreduce
-
-
-def mpi_allreduce(comm, x, op=Op.SUM, *, out=None, check=True):
-    """The MPI library's Allreduce (only under mpirun: the in-process world has no library)."""
-    op = Op(op)
-    if not hasattr(comm, "library_allreduce"):
-        raise NotImplementedError(f"{type(comm).__name__} has no MPI library Allreduce; "
-                                  "use a hand-written algorithm or run under mpirun")
-    if check:
-        check_same(comm, x, f"mpi_allreduce op={op.value}")
-    buf = result_buffer(x, out)                                   # (n,)
-    comm.library_allreduce(buf, "sum" if op is Op.MEAN else op.value)
-    return finish(buf, op, comm.size, x.shape, out)
-
-
-ALGORITHMS = {
-    "naive": naive_allreduce,
-    "tree": tree_allreduce,
-    "recursive_doubling": recursive_doubling_allreduce,
-    "ring": ring_allreduce,
-    "mpi": mpi_allreduce,
-}
-
-
-def get_algorithm(algorithm):
-    """The all-reduce function for a name in ALGORITHMS, or the function itself."""
-    if callable(algorithm):
-        return algorithm
-    try:
-        return ALGORITHMS[algorithm]
-    except KeyError:
-        raise ValueError(f"unknown all-reduce algorithm {algorithm!r}: "
-                         f"choose one of {sorted(ALGORITHMS)}") from None
+from collectives.algorithms import get_algorithm
+from collectives.reduction import Op
 
 
 def allreduce(comm, x, algorithm="ring", op=Op.SUM, *, out=None, check=True):

@@ -11,13 +11,13 @@ so either every rank passes or every rank raises the same ValueError - no rank i
 
 Cost: p - 1 messages of 40 bytes sent and received per rank, all in flight at once:
 about alpha + (p - 1) * 40 * beta. Pass ``check=False`` to any collective to skip it
-(the benchmarks do, to time the algorithm alone). Its messages use a tag of their own.
+(the benchmarks do, to time the algorithm alone). Its messages use a tag of their own, Tag.CHECK.
 """
 import zlib
 
 import numpy
 
-from collectives.comm import CHECK_TAG
+from collectives.tags import Tag
 
 
 def describe(x, call):
@@ -32,8 +32,8 @@ def check_same(comm, x, call):
     mine = describe(x, call)
     table = numpy.empty((comm.size, mine.size), numpy.int64)
     table[comm.rank] = mine
-    sends = [comm.isend(mine, peer, CHECK_TAG) for peer in range(comm.size) if peer != comm.rank]
-    recvs = [comm.irecv(table[peer], peer, CHECK_TAG) for peer in range(comm.size)
+    sends = [comm.isend(mine, peer, Tag.CHECK) for peer in range(comm.size) if peer != comm.rank]
+    recvs = [comm.irecv(table[peer], peer, Tag.CHECK) for peer in range(comm.size)
              if peer != comm.rank]
     comm.waitall(sends + recvs)
     if (table == table[0]).all():

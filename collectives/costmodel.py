@@ -7,12 +7,10 @@ A message of n bytes between two ranks takes  t(n) = alpha + n beta:
     gamma   seconds per byte reduced (the np.add of the reduction, memory bound)
 
 An algorithm is a sequence of steps in which ranks exchange at once, so its time is the sum
-over steps of the slowest message (each algorithm's docstring derives its line):
+over steps of the slowest message. The formulas of every all-reduce are in one table, in
+algorithms.py (each algorithm's docstring derives its line); for example
 
-    naive               2 (p-1) (alpha + n beta) + (p-1) n gamma
     tree                2 L (alpha + n beta) + L n gamma,              L = ceil(log2 p)
-    recursive_doubling  (log2 q + 2 f) (alpha + n beta) + (log2 q + f) n gamma,
-                        q = largest power of 2 <= p, f = 1 if p != q else 0
     ring                2 (p-1) alpha + 2 (p-1)/p n beta + (p-1)/p n gamma
 
 Where the lines cross: tree versus ring for p = 4 (L = 2) without gamma is where
@@ -42,23 +40,9 @@ class LinkModel:
 
 
 def predict(algorithm, p, nbytes, link):
-    """Predicted seconds for one all-reduce of ``nbytes`` on ``p`` ranks (formulas above)."""
-    a, b, g, n = link.alpha, link.beta, link.gamma, nbytes
-    if p == 1:
-        return 0.0
-    if algorithm == "naive":
-        return 2 * (p - 1) * (a + n * b) + (p - 1) * n * g
-    if algorithm == "tree":
-        levels = math.ceil(math.log2(p))
-        return 2 * levels * (a + n * b) + levels * n * g
-    if algorithm == "recursive_doubling":
-        q = 1 << (p.bit_length() - 1)
-        fold = 0 if p == q else 1
-        rounds = int(math.log2(q))
-        return (rounds + 2 * fold) * (a + n * b) + (rounds + fold) * n * g
-    if algorithm == "ring":
-        return 2 * (p - 1) * a + 2 * (p - 1) / p * n * b + (p - 1) / p * n * g
-    raise ValueError(f"no cost model for {algorithm!r}")
+    """Predicted seconds for one all-reduce of ``nbytes`` on ``p`` ranks (algorithms.py's table)."""
+    from collectives.algorithms import lookup  # algorithms.py imports LinkModel from here
+    return lookup(algorithm).seconds(p, nbytes, link)
 
 
 def ping_pong(comm, nbytes, repeats=50, warmup=5):
@@ -127,8 +111,13 @@ def measure_gamma(nbytes=16 << 20, repeats=5):
 
 
 def measure_link(comm, small=8, large=4 << 20, repeats=30):
-    """LinkModel(alpha, beta, gamma) for this machine, measured (collective over ``comm``)."""
+    """LinkModel(alpha, beta, gamma) for this machine, measured (collective over ``comm``).
+
+    Rank 0's numbers on every rank (gamma too), so that ``algorithms.choose`` makes the same
+    choice everywhere when ``comm.link`` is set from it.
+    """
     alpha = ping_pong(comm, small, repeats)
     t_large = ping_pong(comm, large, max(3, repeats // 5))
     beta = max(t_large - alpha, 0.0) / large
-    return LinkModel(alpha, beta, measure_gamma())
+    gamma = _from_rank0(comm, numpy.array([measure_gamma()]))
+    return LinkModel(alpha, beta, gamma)

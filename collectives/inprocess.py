@@ -1,4 +1,4 @@
-"""The in-process world: p ranks as p threads exchanging messages through shared mailboxes.
+"""The in-process world: p ranks as p threads, one mailbox per rank.
 
     results = collectives.spawn(lambda comm: ring_allreduce(comm, x[comm.rank]), world_size=4)
 
@@ -6,35 +6,20 @@ runs the function once per rank, each with its own ThreadComm, and returns the l
 ranks' results (index = rank). Notebooks use it to show 4 ranks step by step, unit tests use
 it to run every algorithm without mpirun. The algorithms cannot tell the difference.
 
-How a message travels. Each (context, source, dest, tag) is a *channel*: a numbered sequence
-of messages. ``send`` copies the buffer into the channel as message number k (sends never
-block: "eager", like MPI for small messages; so this world does not catch a program that
-relies on a large MPI send blocking - write ring steps with ``sendrecv`` anyway). Every receive
-posted on a channel takes the next ticket k and waits for message number k, so messages match
-in order, as in MPI.
-
-It never hangs. A receive that waits longer than ``timeout`` seconds raises DeadlockError
-naming the rank and the receive it was waiting for; one that waits on a rank which has already
-exited raises RankExitedError at once. ``spawn`` then raises RankError naming the rank whose
-exception started it all (the original exception is its ``__cause__``; every failing rank's
-exception is in ``.errors``).
+How a message travels: mailbox.py (one mailbox per rank, matched on (source, tag) the way
+MPI matches). It never hangs: a receive that waits too long raises DeadlockError, one that
+waits on a rank that has exited raises RankExitedError (mailbox.py). ``spawn`` then raises
+RankError naming the rank whose exception
+started it all (the original exception is its ``__cause__``; every one is in ``.errors``).
 """
 import itertools
 import threading
-import time
-from collections import defaultdict
 
 import numpy
 
-from collectives.comm import SPLIT_TAG, Comm
-
-
-class DeadlockError(RuntimeError):
-    """A receive waited ``timeout`` seconds for a message that never came."""
-
-
-class RankExitedError(RuntimeError):
-    """A receive waits on a rank that has already returned or raised."""
+from collectives.comm import ANY_SOURCE, Comm, Status, describe_receive
+from collectives.mailbox import DeadlockError, Message, RankExitedError, Wanted, World
+from collectives.tags import Tag
 
 
 class RankError(RuntimeError):
@@ -48,58 +33,51 @@ class RankError(RuntimeError):
         super().__init__(f"rank {rank} of {size} raised {type(first).__name__}: {first}{also}")
 
 
-class _Mailboxes:
-    """Everything the ranks of one spawned world share. One lock guards it all."""
-
-    def __init__(self, size, timeout):
-        self.size, self.timeout = size, timeout
-        self.changed = threading.Condition()
-        self.arrived = defaultdict(dict)       # channel -> {message number: payload}
-        self.sent = defaultdict(int)           # channel -> messages sent so far
-        self.posted = defaultdict(int)         # channel -> receives posted so far
-        self.exited = {}                       # world rank -> "returned" / "raised ValueError"
-
-    def put(self, channel, payload):
-        with self.changed:
-            self.arrived[channel][self.sent[channel]] = payload
-            self.sent[channel] += 1
-            self.changed.notify_all()
-
-    def ticket(self, channel):
-        with self.changed:
-            self.posted[channel] += 1
-            return self.posted[channel] - 1
-
-    def take(self, channel, ticket, waiter):
-        """Wait for message number ``ticket`` on ``channel``; ``waiter`` describes the receive."""
-        source = channel[1]
-        deadline = time.monotonic() + self.timeout
-        with self.changed:
-            while ticket not in self.arrived[channel]:
-                if source in self.exited:
-                    raise RankExitedError(f"{waiter}: rank {source} has {self.exited[source]} "
-                                          "without sending this message")
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    raise DeadlockError(f"{waiter}: no message after {self.timeout} s - deadlock? "
-                                        "(every rank may be waiting on another)")
-                self.changed.wait(left)
-            return self.arrived[channel].pop(ticket)
-
-    def exit(self, rank, how):
-        with self.changed:
-            self.exited[rank] = how
-            self.changed.notify_all()
+def _status(message):
+    return Status(message.source, int(message.tag), message.payload.nbytes)
 
 
-class _Request:
-    def __init__(self, finish=None):
-        self._finish = finish
+class _Sent:
+    """A send's request: eager, so already complete."""
 
     def wait(self):
-        if self._finish is not None:
-            self._finish()
-            self._finish = None
+        return None
+
+    def test(self):
+        return True
+
+    def ready(self):
+        return True
+
+
+class _PendingReceive:
+    def __init__(self, comm, wanted, buf):
+        self._comm, self._wanted, self._buf = comm, wanted, buf
+        self.what = describe_receive("recv", wanted.source, wanted.tag, buf.nbytes)
+        self.waiter = f"{comm.where()}: {self.what}"
+        self._status = None
+
+    def ready(self):  # under the world's lock
+        return self._wanted.message is not None
+
+    def senders(self):
+        return self._comm.senders(self._wanted.source)
+
+    def test(self):
+        with self._comm.world.changed:
+            return self.ready()
+
+    def wait(self):
+        if self._status is None:
+            self._comm.world.wait_until(self.ready, self.senders(), self.waiter)
+            message = self._wanted.message
+            if message.payload.nbytes != self._buf.nbytes:
+                raise ValueError(f"{self.waiter}: the message has {message.payload.nbytes} B "
+                                 f"(from rank {message.source}, tag {int(message.tag)})")
+            flat = self._buf.reshape(-1).view(numpy.uint8)
+            flat[...] = message.payload.reshape(-1).view(numpy.uint8)
+            self._status = _status(message)
+        return self._status
 
 
 class ThreadComm(Comm):
@@ -107,77 +85,93 @@ class ThreadComm(Comm):
 
     cuda_aware = True  # payloads are array copies, on whichever device the array lives
 
-    def __init__(self, mailboxes, context, group, rank):
+    def __init__(self, world, context, group, rank):
         super().__init__()
-        self._mail, self._context, self._group = mailboxes, context, group
+        self.world, self._context, self._group = world, context, group
         self.rank, self.size = rank, len(group)
         self._splits = itertools.count()
 
-    def _channel(self, source, dest, tag):
-        return (self._context, self._group[source], self._group[dest], tag)
+    def senders(self, source):
+        """The world ranks a receive from ``source`` (or ANY_SOURCE) can be satisfied by."""
+        if source == ANY_SOURCE:
+            return [r for i, r in enumerate(self._group) if i != self.rank]
+        return [self._group[source]]
+
+    def where(self):
+        return f"rank {self.rank} of {self.size}"
 
     def _send(self, buf, dest, tag):
-        self._mail.put(self._channel(self.rank, dest, tag), buf.copy())
+        self.world.deliver(self._group[dest], Message(self._context, self.rank, tag, buf.copy()))
 
     def _irecv(self, buf, source, tag):
-        channel = self._channel(source, self.rank, tag)
-        ticket = self._mail.ticket(channel)
-        waiter = (f"rank {self.rank} of {self.size}: "
-                  f"recv(source={source}, tag={tag}, {buf.nbytes} B)")
-
-        def finish():
-            payload = self._mail.take(channel, ticket, waiter)
-            if payload.nbytes != buf.nbytes:
-                raise ValueError(f"{waiter}: the message has {payload.nbytes} B")
-            buf.reshape(-1).view(numpy.uint8)[...] = payload.reshape(-1).view(numpy.uint8)
-        return _Request(finish)
+        wanted = Wanted(self._context, source, tag)
+        self.world.post(self._group[self.rank], wanted)
+        return _PendingReceive(self, wanted, buf)
 
     def _recv(self, buf, source, tag):
-        self._irecv(buf, source, tag).wait()
+        return self._irecv(buf, source, tag).wait()
 
     def _isend(self, buf, dest, tag):
         self._send(buf, dest, tag)  # eager: already delivered
-        return _Request()
+        return _Sent()
 
     def _sendrecv(self, sendbuf, dest, recvbuf, source, tag):
         self._send(sendbuf, dest, tag)
-        self._recv(recvbuf, source, tag)
+        return self._recv(recvbuf, source, tag)
 
-    def split(self, color, key=0):
+    def _probe(self, source, tag, block):
+        wanted = Wanted(self._context, source, tag)
+        me = self._group[self.rank]
+        if block:
+            waiter = f"{self.where()}: {describe_receive('probe', source, tag)}"
+            self.world.wait_until(lambda: self.world.peek(me, wanted) is not None,
+                                  self.senders(source), waiter)
+        message = self.world.peek(me, wanted)
+        return None if message is None else _status(message)
+
+    def _wait_any(self, pendings):
+        receives = [p for p in pendings if isinstance(p, _PendingReceive)]
+        senders = sorted({rank for p in receives for rank in p.senders()})
+        waiter = f"{self.where()}: waitany([{', '.join(p.what for p in receives)}])"
+        self.world.wait_until(lambda: any(p.ready() for p in pendings), senders, waiter)
+        with self.world.changed:
+            return next(i for i, p in enumerate(pendings) if p.ready())
+
+    def _split(self, color, key):
         """Every rank sends (color, key) to every rank; members are ordered by (key, rank)."""
         mine = numpy.array([-1 if color is None else color, key], numpy.int64)
         for peer in range(self.size):
-            self._send(mine, peer, SPLIT_TAG)
+            self._send(mine, peer, Tag.SPLIT)
         table = numpy.empty((self.size, 2), numpy.int64)
         for peer in range(self.size):
-            self._recv(table[peer], peer, SPLIT_TAG)
+            self._recv(table[peer], peer, Tag.SPLIT)
         number = next(self._splits)  # same on every rank: split is collective
         if color is None:
             return None
         members = sorted((k, r) for r, (c, k) in enumerate(table.tolist()) if c == color)
         ranks = [r for _, r in members]
-        return ThreadComm(self._mail, (self._context, number, color),
+        return ThreadComm(self.world, (self._context, number, color),
                           tuple(self._group[r] for r in ranks), ranks.index(self.rank))
 
 
 def spawn(fn, world_size, timeout=30.0):
     """Run ``fn(comm)`` on ``world_size`` threads, one per rank; return their results by rank.
 
-    ``timeout`` bounds every single receive (seconds): a deadlock becomes a DeadlockError.
+    ``timeout`` bounds every single wait (seconds): a deadlock becomes a DeadlockError.
     If any rank raises, RankError is raised here, naming that rank.
     """
-    mail = _Mailboxes(world_size, timeout)
+    world = World(world_size, timeout)
     group = tuple(range(world_size))
     results, errors = [None] * world_size, {}
 
     def run(rank):
         try:
-            results[rank] = fn(ThreadComm(mail, (), group, rank))
+            results[rank] = fn(ThreadComm(world, (), group, rank))
         except BaseException as exc:  # noqa: BLE001 - reported below, with the rank named
             errors[rank] = exc
-            mail.exit(rank, f"raised {type(exc).__name__}")
+            world.exit(rank, f"raised {type(exc).__name__}")
         else:
-            mail.exit(rank, "returned")
+            world.exit(rank, "returned")
 
     threads = [threading.Thread(target=run, args=(rank,), name=f"rank {rank}", daemon=True)
                for rank in range(world_size)]

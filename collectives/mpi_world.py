@@ -6,7 +6,8 @@
     comm.rank, comm.size
     comm.sendrecv(chunk, comm.rank + 1, incoming, comm.rank - 1)
 
-Only the buffer-based calls (``Send``, ``Recv``, ``Sendrecv``, ``Isend``, ``Irecv``) are used,
+Only the buffer-based calls (``Send``, ``Recv``, ``Sendrecv``, ``Isend``, ``Irecv``, and
+``Probe``, ``Iprobe``, ``Request.Waitany``, which move nothing) are used,
 never the pickling lower-case ones: an array travels as its raw bytes (``[buf, MPI.BYTE]``),
 with no copy and no serialisation. mpi4py is imported here, lazily, so that importing
 ``collectives`` (e.g. in a notebook using the in-process world) never initialises MPI.
@@ -16,7 +17,7 @@ CuPy buffers. A CUDA-aware MPI reads device memory itself: we synchronise the cu
 Other MPIs cannot, so ``cuda_aware`` is False and the collectives stage the whole array
 through host memory once (allreduce.py), returning a CuPy array either way.
 """
-from collectives.comm import Comm, on_gpu
+from collectives.comm import ANY_SOURCE, ANY_TAG, Comm, Status, describe_receive, on_gpu
 
 
 def _mpi():
@@ -43,32 +44,56 @@ def _buffer(buf):
     return [buf, _mpi().BYTE]
 
 
-def _check_count(comm, status, buf, source, tag):
-    """MPI accepts a message shorter than the receive buffer and leaves the rest untouched:
-    a size mismatch between ranks would become a silently wrong result. Make it an error,
-    as the in-process world does."""
+def _wildcards(source, tag):
+    """Our ANY_SOURCE / ANY_TAG as this MPI library spells them."""
+    MPI = _mpi()
+    return (MPI.ANY_SOURCE if source == ANY_SOURCE else source,
+            MPI.ANY_TAG if tag == ANY_TAG else tag)
+
+
+def _received(comm, status, buf, source, tag):
+    """The Status of a completed receive. MPI accepts a message shorter than the receive
+    buffer and leaves the rest untouched: a size mismatch between ranks would become a
+    silently wrong result. Make it an error, as the in-process world does."""
     count = status.Get_count(_mpi().BYTE)
+    got = Status(status.Get_source(), status.Get_tag(), count)
     if count != buf.nbytes:
-        raise ValueError(f"rank {comm.rank} of {comm.size}: recv(source={source}, tag={tag}, "
-                         f"{buf.nbytes} B): the message has {count} B")
+        receive = describe_receive("recv", source, tag, buf.nbytes)
+        raise ValueError(f"rank {comm.rank} of {comm.size}: {receive}: the message has "
+                         f"{count} B (from rank {got.source}, tag {got.tag})")
+    return got
 
 
-class _Request:
+class _Pending:
+    """An mpi4py request; for a receive, ``check(status) -> Status`` makes our Status."""
+
     def __init__(self, request, check=None):
-        self._request, self._check = request, check   # check(status) for a receive
+        self.request, self._check = request, check
+        self.mpi_status = _mpi().Status()
+        self._done, self._status = False, None
+
+    def finish(self):  # the request has completed into self.mpi_status
+        self._done = True
+        if self._check is not None:
+            self._status = self._check(self.mpi_status)
 
     def wait(self):
-        status = _mpi().Status()
-        self._request.Wait(status)
-        if self._check is not None:
-            self._check(status)
+        if not self._done:
+            self.request.Wait(self.mpi_status)
+            self.finish()
+        return self._status
+
+    def test(self):
+        if not self._done and self.request.Test(self.mpi_status):
+            self.finish()
+        return self._done
 
 
 class MPIComm(Comm):
     """The Comm interface on an mpi4py communicator (COMM_WORLD or one made by ``split``)."""
 
-    def __init__(self, mpi_comm):
-        super().__init__()
+    def __init__(self, mpi_comm, name="world"):
+        super().__init__(name)
         self.mpi_comm = mpi_comm
         self.rank = mpi_comm.Get_rank()
         self.size = mpi_comm.Get_size()
@@ -79,29 +104,44 @@ class MPIComm(Comm):
 
     def _recv(self, buf, source, tag):
         status = _mpi().Status()
-        self.mpi_comm.Recv(_buffer(buf), source, tag, status)
-        _check_count(self, status, buf, source, tag)
+        self.mpi_comm.Recv(_buffer(buf), *_wildcards(source, tag), status)
+        return _received(self, status, buf, source, tag)
 
     def _sendrecv(self, sendbuf, dest, recvbuf, source, tag):
         status = _mpi().Status()
-        self.mpi_comm.Sendrecv(_buffer(sendbuf), dest, tag, _buffer(recvbuf), source, tag, status)
-        _check_count(self, status, recvbuf, source, tag)
+        self.mpi_comm.Sendrecv(_buffer(sendbuf), dest, tag, _buffer(recvbuf),
+                               *_wildcards(source, tag), status)
+        return _received(self, status, recvbuf, source, tag)
 
     def _isend(self, buf, dest, tag):
-        return _Request(self.mpi_comm.Isend(_buffer(buf), dest, tag))
+        return _Pending(self.mpi_comm.Isend(_buffer(buf), dest, tag))
 
     def _irecv(self, buf, source, tag):
-        return _Request(self.mpi_comm.Irecv(_buffer(buf), source, tag),
-                        lambda status: _check_count(self, status, buf, source, tag))
+        return _Pending(self.mpi_comm.Irecv(_buffer(buf), *_wildcards(source, tag)),
+                        lambda status: _received(self, status, buf, source, tag))
+
+    def _probe(self, source, tag, block):
+        status = _mpi().Status()
+        if block:
+            self.mpi_comm.Probe(*_wildcards(source, tag), status)
+        elif not self.mpi_comm.Iprobe(*_wildcards(source, tag), status):
+            return None
+        return Status(status.Get_source(), status.Get_tag(), status.Get_count(_mpi().BYTE))
+
+    def _wait_any(self, pendings):
+        status = _mpi().Status()
+        index = _mpi().Request.Waitany([p.request for p in pendings], status)
+        pendings[index].mpi_status = status  # Waitany filled this one, not the request's own
+        pendings[index].finish()
+        return index
 
     def barrier(self):
         self.mpi_comm.Barrier()  # the library's: used only to line ranks up for timing
 
-    def split(self, color, key=0):
+    def _split(self, color, key):
         MPI = _mpi()
         sub = self.mpi_comm.Split(MPI.UNDEFINED if color is None else color, key)
         return None if sub == MPI.COMM_NULL else MPIComm(sub)
-
     def library_allreduce(self, buf, op_name):
         """MPI's own Allreduce, in place on ``buf`` (the reference the benchmark compares to)."""
         MPI = _mpi()

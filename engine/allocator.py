@@ -4,7 +4,8 @@ A training step allocates the same large arrays every time (activations, im2col 
 gradients: LeNet-5 at batch 64 makes a dozen of 1-5 MB) and frees them at the end. glibc's
 malloc returns such blocks to the kernel (``munmap``, or trimming the heap top), so the next
 step gets fresh pages and pays a page fault on every 4 KiB it touches. Measured on the
-LeNet-5 step, one thread: 12.6 ms with glibc's defaults, 4.8 ms with the settings below.
+LeNet-5 step (``python -m benchmarks.engine --only lenet5``, 2 cores, load about 2): median
+12.2 ms with glibc's defaults, 6.7 ms with the settings below (an earlier quiet run: 12.6, 4.8).
 (PyTorch avoids the same cost with its caching allocators.)
 
 ``keep_freed_memory()`` raises two glibc thresholds with ``mallopt``:
@@ -14,8 +15,8 @@ LeNet-5 step, one thread: 12.6 ms with glibc's defaults, 4.8 ms with the setting
 
 so each malloc arena may keep up to about 128 MiB of freed memory at the top of its heap
 (glibc gives threads arenas of their own, so the in-process world's thread ranks may keep
-several times that). ``import engine`` calls it,
-unless the user already tuned malloc (``MALLOC_MMAP_THRESHOLD_`` / ``MALLOC_TRIM_THRESHOLD_``
+several times that). Opt-in: ``engine.process.configure_process()`` calls it (``import
+engine`` does not), unless the user already tuned malloc (``MALLOC_MMAP_THRESHOLD_`` / ``MALLOC_TRIM_THRESHOLD_``
 in the environment) or opted out with ``MPIGRAD_KEEP_FREED_MEMORY=0``. Elsewhere than
 glibc (macOS, musl) it does nothing.
 """
@@ -43,7 +44,7 @@ def keep_freed_memory(mmap_threshold=MMAP_THRESHOLD, trim_threshold=TRIM_THRESHO
 
 
 def keep_freed_memory_unless_told_otherwise(environ=os.environ):
-    """What ``import engine`` does: keep_freed_memory() unless the environment says otherwise."""
+    """What ``configure_process`` does: keep_freed_memory() unless the environment says otherwise."""
     switch = environ.get("MPIGRAD_KEEP_FREED_MEMORY", "").strip().lower()
     if switch in _OFF or (not switch and any(name in environ for name in _MALLOC_VARIABLES)):
         return False  # opted out, or the user tuned malloc and did not ask us to override

@@ -17,12 +17,10 @@ recursive walk that visits ``b`` once per use would push ``b``'s gradient down
 before it is complete; a topological order finishes every node's gradient
 before it is used. The walk is iterative, so a chain of 10,000 ops works.
 """
-import sys
 import threading
 
-import numpy
-
 from engine import backend
+from engine.accumulate_grad import accumulate_grad
 
 _grad_mode = threading.local()  # per thread: in-process "ranks" run on threads
 
@@ -109,8 +107,11 @@ class Function:
 def topological_order(root):
     """The nodes that lead to ``root``, ``root`` first, every node before its inputs.
 
-    Iterative depth-first search: a node is emitted after all its inputs
-    (post-order), and the reversed list is a valid order for the chain rule.
+    Iterative depth-first search: a node is emitted after all its inputs (post-order),
+    and the reversed list is a valid order for the chain rule. Of a node's inputs, the
+    leaves are explored last, so that in the reversed list they come right after the op
+    that uses them: an MLP's last layer's weights get their gradients first, while the
+    earlier layers are still to be computed (the gradient hooks rely on this).
     """
     post_order, visited = [], set()
     stack = [(root, False)]
@@ -124,8 +125,9 @@ def topological_order(root):
         visited.add(id(node))
         stack.append((node, True))
         if node._ctx is not None:
-            stack.extend((t, False) for t in node._ctx.inputs
-                         if t.requires_grad and id(t) not in visited)
+            inputs = [t for t in node._ctx.inputs if t.requires_grad and id(t) not in visited]
+            stack.extend((t, False) for t in inputs if t._ctx is None)        # popped last
+            stack.extend((t, False) for t in reversed(inputs) if t._ctx is not None)
     post_order.reverse()
     return post_order
 
@@ -137,7 +139,44 @@ def backward(root, grad=None, retain_graph=False):
     output by its local derivative; gradients arriving at a tensor from several
     ops are summed. The graph's saved arrays are freed afterwards unless
     ``retain_graph`` (a second backward through a freed graph is an error).
+    Hooks (engine/hooks.py) are called as each tensor's gradient becomes complete.
     """
+    grads = {id(root): _initial_grad(root, grad)}  # dL/d(node), complete once its users ran
+    for node in topological_order(root):
+        g = grads.pop(id(node), None)
+        if g is None:
+            continue
+        if node._grad_hooks:                        # register_hook: may replace g
+            g = run_grad_hooks(node, g)
+        if node._ctx is None or node._retains_grad:
+            accumulate_grad(node, g)                # node.grad += g (engine/accumulate_grad.py)
+            if node._post_accumulate_grad_hooks:
+                run_post_accumulate_grad_hooks(node)
+        fn = node._ctx
+        if fn is None:
+            continue
+        if fn.freed:
+            raise RuntimeError(f"backward: trying to backward through the graph a second time "
+                               f"(at {type(fn).__name__}); its saved arrays were freed. "
+                               f"Pass retain_graph=True to the first backward to keep them")
+        input_grads = fn.backward(g)                # the op's local chain rule
+        if not retain_graph:
+            fn.saved, fn.freed = (), True
+        for t, tg in zip(fn.inputs, input_grads):   # sum into the inputs' gradients
+            if tg is None or not t.requires_grad:
+                continue
+            if tg.shape != t.shape:  # an op's backward must return its input's shape
+                raise RuntimeError(f"{type(fn).__name__}.backward returned a gradient of shape "
+                                   f"{tg.shape} for an input of shape {t.shape}")
+            if tg.dtype != t.dtype:
+                tg = tg.astype(t.dtype)
+            grads[id(t)] = tg if id(t) not in grads else grads[id(t)] + tg
+        # so that accumulate_grad sees only the reference in ``grads`` (it keeps unshared arrays)
+        input_grads = tg = None
+
+
+def _initial_grad(root, grad):
+    """d(root)/d(root): ones for a scalar root, else the caller's ``grad`` (checked)."""
     if not root.requires_grad:
         raise RuntimeError("backward: this tensor does not require grad and has no graph "
                            "(create its leaves with requires_grad=True, outside no_grad())")
@@ -146,79 +185,13 @@ def backward(root, grad=None, retain_graph=False):
         if root.data.size != 1:
             raise RuntimeError(f"backward: grad can be implied only for a scalar output, "
                                f"this one has shape {root.shape}; pass grad= of that shape")
-        grad = xp.ones_like(root.data)
-    else:
-        # not getattr(grad, "data"): a NumPy array's .data is a memoryview, CuPy's a MemoryPointer
-        grad = xp.asarray(grad.data if isinstance(grad, Tensor) else grad, dtype=root.dtype)
-        if grad.shape != root.shape:
-            raise ValueError(f"backward: grad has shape {grad.shape}, output has shape {root.shape}")
-
-    grads = {id(root): grad}  # dL/d(node), complete once every consumer of node has run
-    for node in topological_order(root):
-        g = grads.pop(id(node), None)
-        if g is None:
-            continue
-        if node._ctx is None or node._retains_grad:
-            # A fresh ndarray, never a view of another tensor's gradient, and never a NumPy
-            # scalar (ufuncs on 0-d arrays return scalars, which cannot be updated in place).
-            # A gradient that nothing else refers to is kept as it is instead of copied.
-            node_xp = backend.array_module(g)
-            if node.grad is not None:
-                node.grad = node_xp.asarray(node.grad + g)
-            else:
-                node.grad = g if _unshared(g) else node_xp.array(g)
-        fn = node._ctx
-        if fn is None:
-            continue
-        if fn.freed:
-            raise RuntimeError(f"backward: trying to backward through the graph a second time "
-                               f"(at {type(fn).__name__}); its saved arrays were freed. "
-                               f"Pass retain_graph=True to the first backward to keep them")
-        input_grads = fn.backward(g)
-        if not retain_graph:
-            fn.saved, fn.freed = (), True
-        for t, tg in zip(fn.inputs, input_grads):
-            if tg is None or not t.requires_grad:
-                continue
-            if tg.shape != t.shape:  # an op's backward must return its input's shape
-                raise RuntimeError(f"{type(fn).__name__}.backward returned a gradient of shape "
-                                   f"{tg.shape} for an input of shape {t.shape}")
-            if tg.dtype != t.dtype:
-                tg = tg.astype(t.dtype)
-            key = id(t)
-            grads[key] = tg if key not in grads else grads[key] + tg
-        input_grads = tg = None  # so that _unshared() sees only the references in ``grads``
+        return xp.ones_like(root.data)
+    # not getattr(grad, "data"): a NumPy array's .data is a memoryview, CuPy's a MemoryPointer
+    grad = xp.asarray(grad.data if isinstance(grad, Tensor) else grad, dtype=root.dtype)
+    if grad.shape != root.shape:
+        raise ValueError(f"backward: grad has shape {grad.shape}, output has shape {root.shape}")
+    return grad
 
 
-def _count_references(array):
-    return sys.getrefcount(array)
-
-
-def _calibrate():
-    """The reference count ``sys.getrefcount`` reports for an array held by one local variable
-    of the caller of a one-argument function (the variable, the parameter, getrefcount's own
-    argument): measured, not assumed, because it changes between Python versions. None (never
-    steal, always copy) where counting cannot be trusted: no ``sys.getrefcount`` (PyPy), a
-    free-threaded build, or a count that does not see a second reference."""
-    if not hasattr(sys, "getrefcount") or not getattr(sys, "_is_gil_enabled", lambda: True)():
-        return None
-    array = numpy.empty(1)
-    owned = _count_references(array)
-    second = array
-    return owned if _count_references(second) > owned else None
-
-
-_OWNED = _calibrate()
-
-
-def _unshared(g):
-    """True when ``g`` is a writeable NumPy array that owns its memory and that nothing but
-    the caller's variable refers to: no view of it, no other tensor's .grad, no user array.
-    Then it can become a leaf's .grad without a copy (PyTorch's AccumulateGrad "steals" such
-    a gradient the same way); a shared one is copied, so no two .grad arrays alias."""
-    return (_OWNED is not None and type(g) is numpy.ndarray and g.base is None
-            and g.flags.writeable
-            and sys.getrefcount(g) <= _OWNED)  # called as _count_references is: same count
-
-
+from engine.hooks import run_grad_hooks, run_post_accumulate_grad_hooks  # noqa: E402
 from engine.tensor import Tensor  # noqa: E402  (Tensor uses this module; import last)

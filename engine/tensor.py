@@ -54,6 +54,7 @@ class Tensor:
         self.grad = None
         self._ctx = None           # the Function that produced this tensor (None for leaves)
         self._retains_grad = False
+        self._grad_hooks = self._post_accumulate_grad_hooks = None  # lists once registered
 
     @classmethod
     def _wrap(cls, array, requires_grad=False):
@@ -117,6 +118,25 @@ class Tensor:
     def retain_grad(self):
         """Keep ``.grad`` on this non-leaf tensor after backward (for teaching and debugging)."""
         self._retains_grad = True
+
+    def register_hook(self, fn):
+        """Call ``fn(grad)`` in each backward when dL/d(self) is complete, before it is used; a
+        returned array (or Tensor) replaces it. Returns a handle: ``.remove()`` (engine/hooks.py)."""
+        if not self.requires_grad:
+            raise RuntimeError("register_hook: this tensor does not require grad")
+        if self._grad_hooks is None:
+            self._grad_hooks = []
+        self._grad_hooks.append(fn)
+        return hooks.RemovableHandle(self._grad_hooks, fn)
+
+    def register_post_accumulate_grad_hook(self, fn):
+        """Call ``fn(self)`` in each backward right after this leaf's ``.grad`` is accumulated."""
+        if not self.requires_grad or not self.is_leaf:
+            raise RuntimeError("register_post_accumulate_grad_hook: needs a leaf that requires grad")
+        if self._post_accumulate_grad_hooks is None:
+            self._post_accumulate_grad_hooks = []
+        self._post_accumulate_grad_hooks.append(fn)
+        return hooks.RemovableHandle(self._post_accumulate_grad_hooks, fn)
 
     def to(self, device=None, dtype=None):
         """A copy on ``device`` and/or of ``dtype`` (differentiable); self if nothing changes."""
@@ -276,21 +296,4 @@ class Tensor:
         return ops.GetItem.apply(self, index=ops.normalize_index(index))
 
 
-def concat(tensors, axis=0):
-    """Join tensors along an existing axis (``torch.cat``)."""
-    return ops.Concat.apply(*tensors, axis=axis)
-
-
-def stack(tensors, axis=0):
-    """Join tensors along a new axis: concat of each with a unit axis inserted."""
-    tensors = list(tensors)
-    if not tensors:
-        raise ValueError("stack: expected a non-empty list of tensors")
-    ndim = tensors[0].ndim
-    axis = axis + ndim + 1 if axis < 0 else axis
-    if not 0 <= axis <= ndim:
-        raise ValueError(f"stack: axis {axis} out of range for {ndim}-D tensors")
-    return concat([t.reshape(t.shape[:axis] + (1,) + t.shape[axis:]) for t in tensors], axis)
-
-
-from engine import autograd, ops  # noqa: E402  (both build on Tensor; import last)
+from engine import autograd, hooks, ops  # noqa: E402  (they build on Tensor; import last)

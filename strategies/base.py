@@ -1,18 +1,27 @@
-"""What every strategy is: "one training step on a batch" plus "the parameters to evaluate".
+"""What a strategy is: what each rank does in one training step, and how to look at the model.
 
-    strategy = DataParallel(model, comm)                    # or LocalSGD, Gossip, Single ...
-    for xb, yb in batches:                                  # this rank's rows of a global batch
-        loss = strategy.train_step(opt, F.cross_entropy, xb, yb)
+    strategy = STRATEGIES[name].from_args(model, comm, args)    # the whole model, built on every rank
+    optimizer = SGD(strategy.parameters()) if strategy.parameters() else None
+    for xb, yb in RankLoader(X, y, B, strategy.local_rows(B)):  # this rank's rows (maybe none)
+        result = strategy.train_step(optimizer, F.cross_entropy, xb, yb)   # StepResult
     accuracy = strategy.evaluate(X_test, y_test, metrics_comm)
 
-The interface is kept at that level on purpose. Data parallelism fits "wrap a model and act
-after backward / after the optimiser step" (the two hooks below), but a parameter server or a
-pipeline does not: a pipeline stage holds a slice of the model and exchanges activations
-inside the step, a server rank holds no data at all. Each of them overrides ``train_step``
-(and ``local_rows`` / ``evaluate`` where the data or the model is split differently) and
-keeps the runner, the benchmark and the JSON record unchanged.
+What a rank does is explicit, so that ranks may differ (a parameter server, a pipeline stage):
 
-The default ``train_step`` is one step of MATH A1 on this rank:
+    role                  "worker", "server", "stage 2", ...: what this rank is
+    local_rows(B)         which rows of each global batch of B it trains on (possibly none)
+    parameters()          the parameters it owns and optimises (possibly none: no optimiser)
+    replicated            True when every rank holds a whole copy of theta (dp, local SGD,
+                          gossip): then evaluation and the consensus distance have defaults
+    train_step(...)       one step; returns StepResult(loss summed over the rows it scored,
+                          how many rows that was: 0 on a rank that computes no loss)
+    eval_model(comm)      the whole model, on every rank (what is evaluated, saved and hashed)
+    bytes_per_step()      the traffic formula, {role: bytes each rank of that role sends per
+                          step}, seeing the model and the flags; None: not modelled
+    add_arguments(parser), check(world_size, args), from_args(model, comm, args): its own
+                          flags, the reasons it cannot run, how the runner builds it
+
+The default ``train_step`` is one step of MATH A1 on a replica:
 
     loss = loss_fn(model(xb), yb)        F9: this rank's mean over its |B_k| rows
     loss.backward()                      F6
@@ -22,35 +31,48 @@ The default ``train_step`` is one step of MATH A1 on this rank:
                                          Gossip:   theta_i = mean of the neighbourhood (A6)
 
 Two communicators, two purposes. ``self.comm`` carries the training traffic, so its
-counters are what a strategy costs (bytes per rank per step, compared with a formula).
-Metrics, evaluation and the consensus distance go over a second communicator made with
-``comm.split`` (the runner's ``metrics_comm``), so looking at the model never shows up in
-what training paid for.
+counters are what a strategy costs (bytes per rank per step, compared with the formula).
+Metrics, evaluation and the consensus distance go over a second communicator that counts on
+no parent (the runner's ``metrics_comm``), so looking at the model never shows up in what
+training paid for.
 """
-import copy
 import time
-
-# The engine before NumPy: under mpirun it asks BLAS for one thread per rank (engine/threads.py).
-from engine import Tensor, data, no_grad  # noqa: I001
+from dataclasses import dataclass
 
 import numpy
 
 import collectives
+from engine import Tensor, no_grad
+from strategies.parameters import flat_parameters
+
+
+@dataclass(frozen=True)
+class StepResult:
+    """What one training step returns on one rank (the runner sums both over ranks: F8)."""
+
+    loss_sum: float   # sum over the rows this rank scored of the per-sample loss
+    rows: int         # how many rows that was (0 on a rank that computes no loss)
 
 
 class Strategy:
     """Base class: one rank's view of a training strategy (see the module docstring)."""
 
     name = "base"
+    replicated = True
     min_world_size = 1
     max_world_size = None
 
     def __init__(self, model, comm):
         self.model, self.comm = model, comm
+        self.role = "worker"
         self.steps = 0
         self.comm_seconds = 0.0    # time inside this strategy's communication (see timed below)
 
-    # -- what the runner needs --------------------------------------------------------------
+    # -- what the runner needs before anything runs (class methods: no model yet) -----------
+    @classmethod
+    def add_arguments(cls, parser):
+        """Add this strategy's own flags to ``parser`` (an argparse group named after it)."""
+
     @classmethod
     def check(cls, world_size, args):
         """A reason why this strategy cannot run with ``args`` on ``world_size`` ranks, or None.
@@ -61,15 +83,15 @@ class Strategy:
                     f"launched on {world_size} (try: mpirun -n 4 python -m mpi4py -m strategies.train ...)")
         if cls.max_world_size is not None and world_size > cls.max_world_size:
             return f"--strategy {cls.name} runs on at most {cls.max_world_size} rank(s), launched on {world_size}"
-        data_ranks = cls.data_ranks(world_size)
+        data_ranks = cls.data_ranks(world_size, args)
         if args.batch_size % data_ranks:
             return (f"--batch-size {args.batch_size} is the GLOBAL batch and must divide evenly over "
                     f"the {data_ranks} data-parallel ranks (e.g. {data_ranks * max(1, args.batch_size // data_ranks)})")
         return None
 
     @classmethod
-    def data_ranks(cls, world_size):
-        """How many ranks split each global batch (a parameter server would say world_size - 1)."""
+    def data_ranks(cls, world_size, args):
+        """How many ranks split each global batch (a parameter server: world_size - servers)."""
         return world_size
 
     @classmethod
@@ -77,8 +99,9 @@ class Strategy:
         """Build the strategy from the runner's parsed flags (each subclass picks its own)."""
         return cls(model, comm)
 
+    # -- this rank's part --------------------------------------------------------------------
     def parameters(self):
-        """The parameters this rank's optimiser updates (a pipeline stage: only its own)."""
+        """The parameters this rank's optimiser updates ([]: this rank optimises nothing)."""
         return self.model.parameters()
 
     def local_rows(self, global_batch_size):
@@ -93,7 +116,7 @@ class Strategy:
 
     # -- one step ---------------------------------------------------------------------------
     def train_step(self, optimizer, loss_fn, xb, yb):
-        """One step on this rank's rows (xb, yb); returns this rank's loss (a float)."""
+        """One step on this rank's rows (xb, yb) of a replica; returns a StepResult."""
         loss = loss_fn(self.model(xb), yb)
         optimizer.zero_grad()
         loss.backward()
@@ -101,7 +124,7 @@ class Strategy:
         optimizer.step()
         self.steps += 1
         self.after_step()
-        return loss.item()
+        return StepResult(loss.item() * len(yb), len(yb))
 
     def after_backward(self):
         """Called once the local gradients are in ``p.grad`` (DataParallel averages them here)."""
@@ -111,7 +134,12 @@ class Strategy:
 
     # -- looking at the model ---------------------------------------------------------------
     def eval_model(self, metrics_comm):
-        """The model to evaluate: the replicas agree here; LocalSGD and Gossip average them."""
+        """The whole model, on every rank: here the replica (they agree under dp). LocalSGD and
+        Gossip return the average theta_bar; a strategy whose ranks hold parts must assemble it
+        (strategies.parameters.assembled_copy)."""
+        if not self.replicated:
+            raise NotImplementedError(f"{type(self).__name__} splits the model over ranks: "
+                                      "it must define eval_model (see assembled_copy)")
         return self.model
 
     def evaluate(self, X, y, metrics_comm):
@@ -126,23 +154,32 @@ class Strategy:
         return float(correct / total)
 
     def consensus_distance(self, metrics_comm):
-        """sqrt((1/K) sum_i ||theta_i - theta_bar||^2): 0 when every replica agrees."""
+        """sqrt((1/K) sum_i ||theta_i - theta_bar||^2) over the replicas: 0 when they agree.
+        None where ranks hold different parts of the model instead of replicas."""
+        if not self.replicated:
+            return None
         theta = flat_parameters(self.model)                               # (n,)
         mean = collectives.allreduce(metrics_comm, theta, "ring", "mean", check=False)
         squared = numpy.array([float(((theta - mean) ** 2).sum())])
         return float(numpy.sqrt(collectives.allreduce(metrics_comm, squared, "tree", "mean",
                                                       check=False)[0]))
 
-    @staticmethod
-    def bytes_per_step(n_params, itemsize, world_size, args):
-        """Bytes each rank sends per training step, by formula (None: not modelled)."""
-        return 0
+    # -- what it costs, by formula ------------------------------------------------------------
+    def bytes_per_step(self):
+        """{role: bytes each rank of that role sends per training step}, by formula; None: not
+        modelled. A rank may name its own role only (a pipeline stage knows its own activation
+        sizes); the record collects every rank's. The default: no communication."""
+        return {self.role: 0.0}
 
-    @classmethod
-    def bytes_for_steps(cls, steps, n_params, itemsize, world_size, args):
-        """Bytes each rank sends in ``steps`` steps, by formula (what the counters must show)."""
-        per_step = cls.bytes_per_step(n_params, itemsize, world_size, args)
-        return None if per_step is None else steps * per_step
+    def bytes_for_steps(self, steps):
+        """{role: bytes each rank of that role sends in ``steps`` steps} (what the counters must
+        show); None: not modelled."""
+        per_step = self.bytes_per_step()
+        return None if per_step is None else {role: steps * b for role, b in per_step.items()}
+
+    def model_bytes(self):
+        """n: bytes of the whole model's parameters (what a gradient all-reduce moves)."""
+        return sum(p.data.nbytes for p in self.model.parameters())
 
 
 class Single(Strategy):
@@ -153,33 +190,6 @@ class Single(Strategy):
 
     def local_rows(self, global_batch_size):
         return slice(0, global_batch_size)
-
-
-# -- helpers shared by the strategies --------------------------------------------------------
-class RankLoader:
-    """This rank's ``rows`` of every global batch of (X, y): one epoch of Tensors per ``iter()``.
-
-        epoch e:  order = permutation(n) from (seed, e)          the same on every rank
-        step s:   batch = order[s B : (s + 1) B]                  (a last partial batch is dropped)
-                  yield X[batch[rows]], y[batch[rows]]            rows = strategy.local_rows(B)
-
-    The order is ``DataLoader``'s (engine/data/loader.py) over the row numbers, so a K-rank
-    run and the single-process run at batch B visit exactly the same samples in the same order.
-    """
-
-    def __init__(self, X, y, batch_size, rows, seed=0):
-        n = len(X)
-        self.X, self.y, self.rows = X, y, rows
-        self.order = data.DataLoader(numpy.arange(n), numpy.arange(n), batch_size, shuffle=True,
-                                     seed=seed, drop_last=True)
-
-    def __len__(self):
-        return len(self.order)
-
-    def __iter__(self):
-        for batch, _ in self.order:                    # (B,) global row numbers
-            mine = batch.numpy()[self.rows]            # (B/K,) this rank's
-            yield Tensor(self.X[mine]), Tensor(self.y[mine])
 
 
 def timed(method):
@@ -193,42 +203,3 @@ def timed(method):
             self.comm_seconds += time.perf_counter() - start
     wrapper.__name__, wrapper.__doc__ = method.__name__, method.__doc__
     return wrapper
-
-
-def broadcast_parameters(model, comm):
-    """Every rank takes rank 0's parameters, in place (MATH A1: the same theta_0 everywhere).
-
-    One checked broadcast per parameter: if the ranks built different models the check
-    raises on every rank here, before any training step. Returns the bytes this rank sent."""
-    before = comm.counters.bytes_sent
-    for p in model.parameters():
-        collectives.broadcast(comm, p.data, root=0, out=p.data)
-    return comm.counters.bytes_sent - before
-
-
-def flat_parameters(model):
-    """All parameters in one new flat array, in ``parameters()`` order.      (n,)"""
-    return numpy.concatenate([p.data.reshape(-1) for p in model.parameters()])
-
-
-def load_flat_parameters(model, flat):
-    """Write a flat array back into the parameters, in place (the inverse of the above)."""
-    offset = 0
-    for p in model.parameters():
-        p.data[...] = flat[offset:offset + p.data.size].reshape(p.shape)
-        offset += p.data.size
-
-
-def averaged_copy(model, comm):
-    """A copy of ``model`` holding theta_bar = (1/K) sum_i theta_i (MATH F11), over ``comm``."""
-    average = copy.deepcopy(model)
-    mean = collectives.allreduce(comm, flat_parameters(model), "ring", "mean", check=False)
-    load_flat_parameters(average, mean)
-    return average
-
-
-def cast_model(model, dtype):
-    """Cast every parameter to ``dtype`` in place (float64 for the exact-equivalence tests)."""
-    for p in model.parameters():
-        p.data = p.data.astype(dtype)
-    return model

@@ -26,27 +26,17 @@ Cost per step (ring, n gradient bytes, k tensors, c = ceil(n / bucket_bytes) buc
     naive     k * 2 (K-1) alpha + 2 (K-1)/K n beta
     bucketed  c * 2 (K-1) alpha + 2 (K-1)/K n beta        bytes sent per rank: 2 (K-1)/K n
 
-Overlap (starting a bucket's all-reduce while backward still computes earlier layers) needs
-a "this gradient is ready" hook in engine/autograd.py, which the engine does not have yet;
-the benchmark measures how much time it could save at most (the all-reduce's share of a
-step) and the README explains why, with ranks sharing 2 cores, that share is not free time.
+``overlap=True`` (``--overlap``) starts each bucket's all-reduce from a gradient hook while
+backward still computes the earlier layers (strategies/overlap.py; PyTorch DDP's design),
+with the same numbers bit for bit; what it saves is measured in benchmarks/strategies.py.
 """
-import numpy
-
 import collectives
-from strategies.base import Strategy, broadcast_parameters, timed
-from strategies.traffic import allreduce_bytes
+from strategies.base import Strategy, timed
+from strategies.overlap import OverlappedAllreduce
+from strategies.parameters import broadcast_parameters, gradients
+from strategies.traffic import bucketed_allreduce_bytes
 
 DEFAULT_BUCKET_BYTES = 1 << 20   # 1 MiB: the MLP's 407 KB of float32 gradients in one bucket
-
-
-def gradients(params):
-    """Each parameter's gradient; zeros for one that got none (unused in this step's graph),
-    so that every rank all-reduces arrays of the same shapes."""
-    for p in params:
-        if p.grad is None:
-            p.grad = numpy.zeros_like(p.data)
-    return [p.grad for p in params]
 
 
 class NaiveDataParallel(Strategy):
@@ -68,26 +58,43 @@ class NaiveDataParallel(Strategy):
 class DataParallel(Strategy):
     """Data parallel with bucketed gradient all-reduce (MATH F10, A6).
 
-    ``algorithm``: a name of ``collectives.ALGORITHMS`` ("ring", "tree", "recursive_doubling",
-    "naive", "mpi"). ``bucket_bytes``: the most bytes one all-reduce carries.
+    ``algorithm``: a name of ``collectives.ALGORITHMS`` ("ring", "tree", "recursive-doubling",
+    "naive", "mpi", "auto"). ``bucket_bytes``: the most bytes one all-reduce carries.
+    ``overlap``: start each bucket's all-reduce as soon as backward has completed it.
     """
 
     name = "dp"
 
-    def __init__(self, model, comm, algorithm="ring", bucket_bytes=DEFAULT_BUCKET_BYTES):
+    def __init__(self, model, comm, algorithm="ring", bucket_bytes=DEFAULT_BUCKET_BYTES, overlap=False):
         super().__init__(model, comm)
         collectives.get_algorithm(algorithm)   # an unknown name fails here, not at the first step
         self.algorithm, self.bucket_bytes = algorithm, bucket_bytes
         self.setup_bytes = broadcast_parameters(model, comm)   # A1: rank 0's theta_0 everywhere
         # Reverse order: backward finishes the last layer's gradients first (see module doc).
         self.params = self.model.parameters()[::-1]
+        self.overlap = OverlappedAllreduce(comm, self.params, bucket_bytes, algorithm) if overlap else None
+
+    @classmethod
+    def add_arguments(cls, parser):
+        group = parser.add_argument_group("dp")
+        group.add_argument("--overlap", action="store_true",
+                           help="all-reduce each bucket during backward (strategies/overlap.py)")
 
     @classmethod
     def from_args(cls, model, comm, args):
-        return cls(model, comm, algorithm=args.algorithm, bucket_bytes=args.bucket_bytes)
+        return cls(model, comm, algorithm=args.algorithm, bucket_bytes=args.bucket_bytes,
+                   overlap=args.overlap)
 
     def after_backward(self):
-        self.allreduce_gradients()
+        if self.overlap is None:
+            self.allreduce_gradients()
+        else:
+            self.wait_for_gradients()
+
+    @timed
+    def wait_for_gradients(self):
+        """The overlapped all-reduces' remainder: what is still in flight when backward ends."""
+        self.overlap.wait()
 
     @timed
     def allreduce_gradients(self):
@@ -100,6 +107,7 @@ class DataParallel(Strategy):
         for p, g in zip(self.params, averaged):
             p.grad = g
 
-    @staticmethod
-    def bytes_per_step(n_params, itemsize, world_size, args):
-        return allreduce_bytes(args.algorithm, world_size, n_params * itemsize)
+    def bytes_per_step(self):
+        per_step = bucketed_allreduce_bytes(self.algorithm, self.comm.size, [p.data for p in self.params],
+                                            self.bucket_bytes, self.comm.link)
+        return None if per_step is None else {self.role: per_step}

@@ -26,14 +26,13 @@ both are exact averaging, i.e. local SGD with H = 1. Gossip differs from it from
 
 Traffic: each rank sends its n parameter bytes to each of its d neighbours every step, d n
 bytes, whatever K is - constant in K, where the ring all-reduce's latency term grows with K.
-Messages use a tag of their own (GOSSIP_TAG), with isend/irecv so the d exchanges overlap.
+Messages carry Tag.GOSSIP, with isend/irecv so the d exchanges overlap.
 """
 import numpy
 
-from strategies.base import Strategy, averaged_copy, broadcast_parameters, flat_parameters, \
-    load_flat_parameters, timed
-
-GOSSIP_TAG = 61
+from collectives.tags import Tag
+from strategies.base import Strategy, timed
+from strategies.parameters import averaged_copy, broadcast_parameters, flat_parameters, load_flat_parameters
 
 
 class Topology:
@@ -76,6 +75,12 @@ class Gossip(Strategy):
         self.setup_bytes = broadcast_parameters(model, comm)   # the same theta_0 everywhere
 
     @classmethod
+    def add_arguments(cls, parser):
+        group = parser.add_argument_group("gossip")
+        group.add_argument("--topology", choices=sorted(TOPOLOGIES), default="ring",
+                           help="who averages with whom")
+
+    @classmethod
     def check(cls, world_size, args):
         if args.topology not in TOPOLOGIES:
             return f"unknown --topology {args.topology!r}: choose one of {sorted(TOPOLOGIES)}"
@@ -93,8 +98,8 @@ class Gossip(Strategy):
         """theta_i <- (theta_i + sum_{j in N(i)} theta_j) / (d + 1), exchanging with isend/irecv."""
         theta = flat_parameters(self.model)                                   # (n,)
         incoming = [numpy.empty_like(theta) for _ in self.peers]             # d x (n,)
-        requests = [self.comm.irecv(buf, peer, GOSSIP_TAG) for buf, peer in zip(incoming, self.peers)]
-        requests += [self.comm.isend(theta, peer, GOSSIP_TAG) for peer in self.peers]
+        requests = [self.comm.irecv(buf, peer, Tag.GOSSIP) for buf, peer in zip(incoming, self.peers)]
+        requests += [self.comm.isend(theta, peer, Tag.GOSSIP) for peer in self.peers]
         self.comm.waitall(requests)
         mixed = theta.copy()
         for buf in incoming:           # always self first, then neighbours by rank: reproducible
@@ -105,7 +110,6 @@ class Gossip(Strategy):
     def eval_model(self, metrics_comm):
         return averaged_copy(self.model, metrics_comm)                       # theta_bar
 
-    @staticmethod
-    def bytes_per_step(n_params, itemsize, world_size, args):
-        degree = len(Topology(args.topology, world_size).neighbours(0))
-        return degree * n_params * itemsize
+    def bytes_per_step(self):
+        """d n: theta to each of the d distinct neighbours, every step."""
+        return {self.role: len(self.peers) * self.model_bytes()}

@@ -13,7 +13,8 @@ parameters, and start the next H steps from the average:
 Traffic: one all-reduce of the n parameter bytes every H steps, i.e. 2 (N-1)/N n / H bytes per
 rank per step (ring): H times less than data parallelism.
 
-H = 1 with plain SGD IS data parallelism: the average of the N updated replicas,
+H = 1 with plain SGD IS data parallelism (MATH F12: each node steps from the shared theta with
+its own mean gradient, then the results are averaged): the average of the N updated replicas,
 
     (1/N) sum_i (theta - alpha g_i) = theta - alpha (1/N) sum_i g_i,
 
@@ -23,8 +24,9 @@ With momentum or Adam each rank keeps its own optimiser state (never averaged), 
 longer equals DataParallel there either.
 """
 import collectives
-from strategies.base import Strategy, averaged_copy, broadcast_parameters, timed
-from strategies.traffic import allreduce_bytes
+from strategies.base import Strategy, timed
+from strategies.parameters import averaged_copy, broadcast_parameters
+from strategies.traffic import bucketed_allreduce_bytes
 
 
 class LocalSGD(Strategy):
@@ -39,6 +41,11 @@ class LocalSGD(Strategy):
         collectives.get_algorithm(algorithm)   # an unknown name fails here, not after H steps
         self.period, self.algorithm, self.bucket_bytes = period, algorithm, bucket_bytes
         self.setup_bytes = broadcast_parameters(model, comm)   # the same theta_0 everywhere
+
+    @classmethod
+    def add_arguments(cls, parser):
+        group = parser.add_argument_group("local-sgd")
+        group.add_argument("--period", type=int, default=8, help="H: local steps between averages")
 
     @classmethod
     def check(cls, world_size, args):
@@ -67,13 +74,15 @@ class LocalSGD(Strategy):
         in_sync = self.steps % self.period == 0 or self.comm.size == 1
         return self.model if in_sync else averaged_copy(self.model, metrics_comm)
 
-    @staticmethod
-    def bytes_per_step(n_params, itemsize, world_size, args):
-        per_average = allreduce_bytes(args.algorithm, world_size, n_params * itemsize)
-        return None if per_average is None else per_average / args.period
+    def bytes_per_average(self):
+        return bucketed_allreduce_bytes(self.algorithm, self.comm.size, [p.data for p in self.model.parameters()],
+                                        self.bucket_bytes, self.comm.link)
 
-    @classmethod
-    def bytes_for_steps(cls, steps, n_params, itemsize, world_size, args):
+    def bytes_per_step(self):
+        per_average = self.bytes_per_average()
+        return None if per_average is None else {self.role: per_average / self.period}
+
+    def bytes_for_steps(self, steps):
         """floor(steps / H) averages: the per-step rate above holds when H divides ``steps``."""
-        per_average = allreduce_bytes(args.algorithm, world_size, n_params * itemsize)
-        return None if per_average is None else (steps // args.period) * per_average
+        per_average = self.bytes_per_average()
+        return None if per_average is None else {self.role: (steps // self.period) * per_average}

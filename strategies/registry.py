@@ -1,8 +1,9 @@
 """Every strategy the runner and the benchmark know, by its ``--strategy`` name.
 
 A new strategy (parameter server, pipeline, tensor parallel, compression) is a subclass of
-``strategies.base.Strategy`` and one entry here; ``python -m strategies.train`` and
-``benchmarks/strategies.py`` then run it with no other change.
+``strategies.base.Strategy`` (its flags in ``add_arguments``, its checks in ``check``) and
+one entry here; ``python -m strategies.train`` and ``benchmarks/strategies.py`` then run it
+with no other change.
 """
 from strategies.base import Single
 from strategies.data_parallel import DataParallel

@@ -162,7 +162,7 @@ def test_cuda_kernels_under_the_cuda_simulator():
 # ---------------------------------------------------------------- the compilation cache
 
 CACHE_CHECK = "from engine.kernels import cpu; import numpy as np; " \
-              "cpu.relu_backward(np.ones(3), np.ones(3)); print(dict(cpu.relu_backward.stats.cache_hits))"
+              "cpu.relu_backward(np.ones(3), np.ones(3)); print(dict(cpu._relu_backward.stats.cache_hits))"
 
 
 @pytest.mark.skipif(os.environ.get("NUMBA_DISABLE_JIT", "0") != "0", reason="NUMBA_DISABLE_JIT: nothing is compiled")
@@ -174,3 +174,52 @@ def test_a_second_process_loads_compiled_kernels_from_the_cache(tmp_path):
     assert first.returncode == 0 and second.returncode == 0, first.stderr + second.stderr
     assert first.stdout.strip() == "{}" and "1" in second.stdout, (first.stdout, second.stdout)
     assert list(tmp_path.rglob("*.nbi")), "no cache index written"
+
+
+# ---------------------------------------------------------------- Numba loads only when needed
+
+def test_import_collectives_and_engine_do_not_load_numba():
+    """Numba costs 0.6 s to import: moving arrays (collectives) and building models must not pay."""
+    code = ("import sys, collectives, engine, engine.nn, engine.optim, engine.functional; "
+            "assert 'numba' not in sys.modules, 'numba loaded'; "
+            "engine.kernels.relu_backward(*[__import__('numpy').ones(2)] * 2); "
+            "assert 'numba' in sys.modules")
+    run = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_compile_all_compiles_every_cpu_kernel(dtype):
+    seconds = kernels.compile_all(dtype)
+    assert seconds >= 0
+    if os.environ.get("NUMBA_DISABLE_JIT", "0") == "0":
+        from numba.core.registry import CPUDispatcher
+        jitted = [f for f in vars(cpu).values() if isinstance(f, CPUDispatcher) and f is not cpu.out_size]
+        key = np.dtype(dtype).name
+        missing = [f.__name__ for f in jitted if not any(key in str(sig) for sig in f.signatures)]
+        assert not missing, missing
+    assert kernels.compile_all(dtype) < seconds + 1.0   # the second time: nothing to compile
+
+
+# ---------------------------------------------------------------- the contract: one signature
+
+SIGNATURES_CHECK = textwrap.dedent("""
+    import inspect
+    from engine import kernels
+    from engine.kernels import cpu, cuda, reference
+    for name in kernels.KERNELS:
+        expected = inspect.signature(getattr(kernels, name))
+        for impl in (cpu, cuda, reference):
+            got = inspect.signature(getattr(impl, name))
+            assert got == expected, (impl.__name__, name, got, expected)
+    print("SIGNATURES OK")
+""")
+
+
+def test_every_implementation_has_the_contracts_signatures():
+    """reference, cpu and cuda each define every kernel with the dispatcher's exact signature
+    (cuda.py imported under the simulator: numba.cuda needs no GPU to define kernels then)."""
+    env = dict(os.environ, NUMBA_ENABLE_CUDASIM="1")
+    run = subprocess.run([sys.executable, "-c", SIGNATURES_CHECK], cwd=ROOT, env=env,
+                         capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0 and "SIGNATURES OK" in run.stdout, run.stdout + run.stderr

@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 import engine.functional as F
-from engine import Tensor, allocator, autograd, nn
+from engine import Tensor, allocator, nn
+from engine.accumulate_grad import accumulate_grad
 
 rng = np.random.default_rng(0)
 
@@ -51,16 +52,24 @@ def test_leaf_gradients_never_alias():
     assert not np.shares_memory(a.grad, c.grad) and a.grad.flags.writeable
 
 
-def test_unshared_sees_other_references():
+def test_accumulate_grad_keeps_a_gradient_only_when_nothing_else_holds_it():
+    from engine import accumulate_grad as module
+    t = Tensor(np.zeros(3), requires_grad=True)
     g = np.ones(3)
-    assert autograd._unshared(g)
-    alias = g
-    assert not autograd._unshared(g)
-    del alias
-    assert autograd._unshared(g)
-    assert not autograd._unshared(g[1:])                       # a view
-    assert not autograd._unshared(np.broadcast_to(g, (2, 3)))  # read-only
-    assert not autograd._unshared(np.float64(1.0))             # a scalar, not an array
+    accumulate_grad(t, g)                      # held by this one variable: kept, not copied
+    assert t.grad is g or module._OWNED is None
+    accumulate_grad(t, np.ones(3))             # the second time: a sum, in a new array
+    assert t.grad is not g and list(t.grad) == [2.0, 2.0, 2.0]
+    u = Tensor(np.zeros(3), requires_grad=True)
+    h = np.ones(3)
+    alias = h
+    accumulate_grad(u, h)                      # two names: copied
+    assert u.grad is not h and not np.shares_memory(u.grad, alias)
+    for shared in (h[1:], np.broadcast_to(h, (2, 3)), np.float64(1.0)):  # view, read-only, scalar
+        w = Tensor(np.zeros(np.shape(shared)), requires_grad=True)
+        accumulate_grad(w, shared)
+        assert isinstance(w.grad, np.ndarray) and w.grad.flags.writeable
+        assert not np.shares_memory(w.grad, h)
 
 
 def test_a_user_gradient_is_copied_not_kept():

@@ -408,3 +408,71 @@ def test_clip_grad_norm_float32_in_place_and_errors():
     with pytest.raises(ValueError):
         nn.utils.clip_grad_norm_([p], -1.0)
     assert nn.utils.clip_grad_norm_([nn.Parameter(np.ones(2))], 1.0).item() == 0.0  # no grads at all
+
+
+# ---------------------------------------------------------------- ModuleList
+
+class Tower(nn.Module):
+    """A custom module holding its layers in a ModuleList, as a transformer holds its blocks."""
+
+    def __init__(self, widths):
+        self.layers = nn.ModuleList(nn.Linear(a, b, dtype=np.float64) for a, b in zip(widths, widths[1:]))
+        self.head = nn.Linear(widths[-1], 1, dtype=np.float64)
+
+    def forward(self, x):
+        for layer in self.layers:
+            x = layer(x).relu()
+        return self.head(x)
+
+
+def test_module_list_parameters_are_found_and_named():
+    model = Tower([3, 4, 5])
+    names = [name for name, _ in model.named_parameters()]
+    assert names == ["layers.0.weight", "layers.0.bias", "layers.1.weight", "layers.1.bias",
+                     "head.weight", "head.bias"]
+    assert list(model.state_dict()) == names
+    assert len(model.parameters()) == 6
+    assert model.layers in model.modules() and model.layers[1] in model.modules()
+    model.eval()
+    assert not model.layers[0].training
+
+
+def test_module_list_is_a_list():
+    a, b, c = nn.Linear(2, 2), nn.ReLU(), nn.Linear(2, 3)
+    layers = nn.ModuleList([a])
+    assert layers.append(b) is layers and layers.extend([c]) is layers
+    assert len(layers) == 3 and list(layers) == [a, b, c]
+    assert layers[0] is a and layers[-1] is c
+    assert isinstance(layers[1:], nn.ModuleList) and list(layers[1:]) == [b, c]
+    assert [name for name, _ in layers[1:].named_children()] == ["0", "1"]  # renumbered
+    assert len(nn.ModuleList()) == 0
+    with pytest.raises(IndexError):
+        layers[3]
+    with pytest.raises(TypeError, match="expected Modules"):
+        layers.append(np.tanh)
+    with pytest.raises(NotImplementedError):
+        layers(Tensor(np.ones(2)))                 # no forward: the owner iterates
+
+
+def test_module_list_moves_with_to_and_round_trips_state_dict():
+    model = Tower([2, 3])
+    x = Tensor(np.random.default_rng(1).standard_normal((4, 2)))
+    model(x).sum().backward()
+    assert model.to("cpu") is model and model.layers[0].weight.device == "cpu"
+    other = Tower([2, 3])
+    other.load_state_dict(model.state_dict())
+    np.testing.assert_array_equal(arr(other(x)), arr(model(x)))
+
+
+@pytest.mark.parametrize("container", [list, tuple])
+def test_a_plain_list_of_modules_as_an_attribute_is_refused(container):
+    class Broken(nn.Module):
+        def __init__(self):
+            self.layers = container([nn.Linear(2, 2), nn.Linear(2, 2)])
+
+    with pytest.raises(TypeError, match="ModuleList"):
+        Broken()
+    module = nn.Module()
+    module.sizes = container([1, 2])              # a list of anything else is fine
+    module.nothing = container()
+    assert module.parameters() == []

@@ -13,12 +13,14 @@ import numpy as np
 import pytest
 
 from strategies import STRATEGIES, DataParallel, Gossip, LocalSGD, NaiveDataParallel, Topology, train
-from strategies.base import RankLoader, Single, averaged_copy, broadcast_parameters, flat_parameters
+from strategies.base import Single
+from strategies.loader import RankLoader
+from strategies.parameters import averaged_copy, broadcast_parameters, flat_parameters
 from strategies.traffic import allreduce_bytes
 
 import collectives
 import engine.functional as F
-from engine import data, manual_seed, nn, optim
+from engine import Tensor, data, manual_seed, nn, optim
 from engine.threads import set_blas_threads
 
 TOL64 = 1e-12
@@ -145,7 +147,7 @@ def test_E6_gradients_summed_then_divided_by_world_size_equal_dataparallel_and_s
 
 
 # -- data parallel ---------------------------------------------------------------------------
-@pytest.mark.parametrize("algorithm", ["ring", "tree", "recursive_doubling", "naive"])
+@pytest.mark.parametrize("algorithm", ["ring", "tree", "recursive-doubling", "naive"])
 @pytest.mark.parametrize("K", [2, 3])
 def test_data_parallel_equals_single_for_every_allreduce(algorithm, K):
     X, y = classification(n=240)
@@ -169,6 +171,42 @@ def test_naive_and_bucketed_agree_and_buckets_save_messages():
     assert np.abs(naive[0] - bucketed[0]).max() <= TOL64
     assert bucketed[1] < naive[1] / 2                                  # 4 tensors -> 1 bucket
     assert bucketed[2] == naive[2]                                     # same bytes (traffic.py)
+
+
+@pytest.mark.parametrize("bucket_bytes", [600, 2048, 1 << 20])
+def test_overlapped_buckets_give_the_same_parameters_bit_for_bit(bucket_bytes):
+    """--overlap starts each bucket's all-reduce from a gradient hook during backward: the same
+    sums of the same gradients in the same order, so the same bits as without it."""
+    X, y = classification()
+    args = (small_mlp, X, y, F.cross_entropy, lambda p: optim.SGD(p, lr=0.1, momentum=0.9), 32, 12)
+    plain = distributed(3, *args, DataParallel, bucket_bytes=bucket_bytes)
+    overlapped = distributed(3, *args, DataParallel, bucket_bytes=bucket_bytes, overlap=True)
+    assert all(np.array_equal(a, b) for a, b in zip(plain, overlapped))
+
+
+def test_overlap_sends_a_bucket_that_backward_never_completed():
+    """A parameter outside this step's graph fires no hook: its bucket goes after backward,
+    with zeros, and no rank waits forever."""
+    class WithUnused(nn.Module):
+        def __init__(self):
+            self.used, self.unused = nn.Linear(20, 4, dtype=np.float64), nn.Linear(3, 3, dtype=np.float64)
+
+        def forward(self, x):
+            return self.used(x)
+
+    X, y = classification()
+    def on(comm):
+        manual_seed(0)
+        model = WithUnused()
+        dp = DataParallel(model, comm, bucket_bytes=100, overlap=True)
+        dp.train_step(optim.SGD(model.parameters(), lr=0.1), F.cross_entropy,
+                      Tensor(X[comm.rank * 16:(comm.rank + 1) * 16]), Tensor(y[comm.rank * 16:(comm.rank + 1) * 16]))
+        dp.overlap.close()
+        return [p.grad.copy() for p in model.unused.parameters()], flat_parameters(model.used)
+
+    results = collectives.spawn(on, 2, timeout=20)
+    assert all(not g.any() for g in results[0][0])
+    assert np.array_equal(results[0][1], results[1][1])
 
 
 def test_buckets_are_filled_in_backward_order():
@@ -276,7 +314,6 @@ def flags(*argv):
     (["--strategy", "gossip"], 1, "needs at least 2 ranks"),
     (["--batch-size", "63"], 2, "must divide evenly"),
     (["--strategy", "local-sgd", "--period", "0"], 2, "--period must be >= 1"),
-    (["--strategy", "gossip", "--topology", "star"], 2, "unknown --topology"),
     (["--strategy", "single"], 2, "at most 1 rank"),
     (["--algorithm", "mpi"], 2, "run under mpirun"),
     (["--epochs", "0"], 1, "--epochs must be >= 1"),
@@ -289,7 +326,8 @@ def test_runner_rejects_invalid_combinations(argv, K, message):
 
 @pytest.mark.parametrize("argv, message", [(["--strategy", "ps"], "invalid choice: 'ps'"),
                                            (["--model", "resnet"], "invalid choice"),
-                                           (["--algorithm", "butterfly"], "invalid choice")])
+                                           (["--algorithm", "butterfly"], "invalid choice"),
+                                           (["--topology", "star"], "invalid choice: 'star'")])
 def test_runner_rejects_unknown_names_without_exiting(argv, message):
     with pytest.raises(train.UsageError, match=message):
         train.parse_args(argv)
@@ -300,6 +338,23 @@ def test_runner_choices_come_from_the_registries():
     choices = {a.dest: a.choices for a in parser._actions}
     assert set(choices["strategy"]) == set(STRATEGIES) >= {"single", "dp", "local-sgd", "gossip"}
     assert set(choices["model"]) == set(engine_models())
+
+
+def test_help_shows_every_default_and_each_strategys_own_flags():
+    text = train.build_parser().format_help()
+    assert "the GLOBAL batch, split over the ranks (default: 64)" in " ".join(text.split())
+    for group, flag in (("local-sgd:", "--period"), ("gossip:", "--topology"), ("dp:", "--overlap")):
+        assert group in text and flag in text.split(group, 1)[1]
+
+
+def test_rank_0_shows_a_progress_bar_unless_quiet(capsys):
+    args = train.parse_args(["--max-steps", "3", "--epochs", "1"])
+    collectives.spawn(lambda comm: train.run(args, comm), 2)
+    err = capsys.readouterr().err
+    assert "epoch 1:" in err and "/62 " in err                         # tqdm, on stderr, rank 0 only
+    args.quiet = True
+    collectives.spawn(lambda comm: train.run(args, comm), 2)
+    assert "epoch 1:" not in capsys.readouterr().err
 
 
 def engine_models():

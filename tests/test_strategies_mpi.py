@@ -27,7 +27,7 @@ def test_strategy_checks_under_mpirun(ranks, tmp_path):
     reproducible, local-sgd H=1 == dp, bytes == formula, gossip consensus (strategy_checks.py)."""
     result = run_mpi(ROOT / "tests" / "mpi" / "strategy_checks.py", ranks, "--out", tmp_path, timeout=100)
     assert f"PASS on {ranks} MPI ranks" in result.stdout
-    assert result.stdout.count("dp --algorithm") == 6
+    assert result.stdout.count("dp --algorithm") == 7
 
 
 @pytest.mark.timeout(90)

@@ -1,7 +1,10 @@
 """The tutorials run as their headers say and end with PASS (exit code 0).
 
 Each is started as a user would start it, in a subprocess from the repository root;
-tutorial 02 under ``mpirun -n 2`` with one short epoch per model.
+tutorial 02 under ``mpirun -n 2`` with one short epoch per model. Tutorials 03-05 run both
+ways their headers give, with --quick: under ``mpirun -n 4`` (4 processes) and with plain
+``python`` (4 ranks as threads of one process, tutorials/ranks.py), and every check compares
+4 real ranks both times.
 """
 import os
 import pathlib
@@ -62,3 +65,31 @@ def test_02_mnist_single_writes_a_plot(tmp_path):
                         "--model", "linear", "--plot", str(png)])
     assert_passed(code, output)
     assert png.stat().st_size > 0
+
+
+# (tutorial, a line its checks print only when 4 ranks really took part)
+DISTRIBUTED = [
+    ("03_ring_allreduce", "every rank holds every chunk summed over all 4 ranks: True"),
+    ("04_data_parallel", "ok    all 4 replicas bit-identical (SHA-256)"),
+    ("05_local_sgd_and_gossip", "ok    gossip (ring): bytes per rank per step == formula"),
+]
+IN_PROCESS = "not launched by mpirun: running 4 ranks as threads in this process"
+
+
+@pytest.mark.parametrize("name, four_ranks", DISTRIBUTED, ids=[name for name, _ in DISTRIBUTED])
+def test_distributed_tutorial_runs_4_ranks_as_threads_without_mpirun(name, four_ranks):
+    code, output = run([sys.executable, f"tutorials/{name}.py", "--quick"])
+    assert_passed(code, output)
+    assert output.startswith(IN_PROCESS), output
+    assert four_ranks in output
+
+
+@pytest.mark.mpi
+@needs_mpirun
+@pytest.mark.parametrize("name, four_ranks", DISTRIBUTED, ids=[name for name, _ in DISTRIBUTED])
+def test_distributed_tutorial_under_mpirun(name, four_ranks):
+    code, output = run([MPIRUN, "-n", "4", sys.executable, "-m", "mpi4py", f"tutorials/{name}.py", "--quick"])
+    assert_passed(code, output)
+    assert IN_PROCESS not in output
+    assert four_ranks in output
+    assert output.count("PASS") == 1, "only rank 0 prints"

@@ -20,13 +20,13 @@ Everything is float64, so hand and engine agree to ~1e-15 and finite differences
 """
 import sys
 
-# The engine before NumPy: under mpirun it asks BLAS for one thread per rank (engine/threads.py).
+import numpy as np
+
 from engine import Tensor, gradcheck
 import engine.functional as F
 from engine.autograd import topological_order
+from engine.process import configure_process
 from engine.threads import launched_by_mpi
-
-import numpy as np
 
 N, D, H, C = 4, 3, 5, 2  # samples, input features, hidden units, classes (all different on purpose)
 
@@ -221,6 +221,7 @@ def micrograd_example():
 
 
 def main():
+    configure_process()  # under mpirun: one BLAS thread per rank (engine/process.py)
     X, y, T, p = make_problem()
     say(f"network: D={D} inputs -> H={H} hidden (relu) -> C={C} outputs; batch N={N}; float64")
     say(f"  W1 {p['W1'].shape}  b1 {p['b1'].shape}  W2 {p['W2'].shape}  b2 {p['b2'].shape}")

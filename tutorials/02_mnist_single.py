@@ -37,12 +37,12 @@ import hashlib
 import sys
 import time
 
-# The engine before NumPy: under mpirun it asks BLAS for one thread per rank (engine/threads.py).
+import numpy as np
+
 from engine import Tensor, data, manual_seed, models, no_grad, optim
 import engine.functional as F
+from engine.process import configure_process
 from engine.threads import launched_by_mpi
-
-import numpy as np
 
 # Per model: the network, its SGD settings, and the floor its final test accuracy on the bundled
 # subset must reach after 10 epochs with them, whatever the seed. Over seeds 0-39 the linear
@@ -192,6 +192,7 @@ def parse_args(argv=None):
 
 
 def main(argv=None):
+    configure_process()  # under mpirun: one BLAS thread per rank (engine/process.py)
     args = parse_args(argv)
     X_train, y_train, X_test, y_test = data.load_dataset(args.dataset, args.data_path)
     X_train, X_test = normalise(X_train), normalise(X_test)  # (n, 784) float32 in [-1, 1]

@@ -2,6 +2,7 @@
 
     mpirun -n 4 python -m mpi4py tutorials/05_local_sgd_and_gossip.py              (--quick: faster)
     mpirun -n 4 python -m mpi4py tutorials/05_local_sgd_and_gossip.py --plot ls.png
+    python tutorials/05_local_sgd_and_gossip.py --quick   # the same 4 ranks, as threads (tutorials/ranks.py)
 
 Data parallelism (tutorial 4) all-reduces n gradient bytes every step. Two ways to send less:
 
@@ -25,29 +26,20 @@ Read strategies/local_sgd.py and strategies/gossip.py alongside.
 import argparse
 import sys
 
-# The engine before NumPy: under mpirun it asks BLAS for one thread per rank (engine/threads.py).
-from engine import data, manual_seed, models, optim
-import engine.functional as F
-
 import numpy as np
 
 import collectives
+from engine import data, manual_seed, models, optim
+import engine.functional as F
 from strategies import DataParallel, Gossip, LocalSGD, Topology
-from strategies.base import RankLoader, averaged_copy, cast_model, flat_parameters
+from strategies.loader import RankLoader
+from strategies.parameters import averaged_copy, cast_model, flat_parameters
 
-parser = argparse.ArgumentParser()
-parser.add_argument("--quick", action="store_true", help="fewer steps (used by the tests)")
-parser.add_argument("--plot", metavar="FILE", default=None, help="write loss and consensus curves to this PNG")
-args = parser.parse_args()
+import ranks  # tutorials/ranks.py: 4 ranks from mpirun, or as threads here
 
-comm = collectives.world()
-rank, N = comm.rank, comm.size
-metrics = comm.split(0)                    # looking at the model: kept out of the training counters
-say = print if rank == 0 else (lambda *a, **k: None)
-checks = {}
 X, y, X_test, y_test = data.load_mnist()                                # bundled 4,000 / 1,000
 X, X_test = (X - 0.5) / 0.5, (X_test - 0.5) / 0.5
-B = 64 - 64 % N                            # the GLOBAL batch, N | B
+WATCH = 64                                 # steps whose consensus distance is measured (it costs an all-reduce)
 
 
 def build_mlp(dtype=np.float32):
@@ -55,12 +47,10 @@ def build_mlp(dtype=np.float32):
     return cast_model(models.build("mlp"), dtype)
 
 
-WATCH = 64                                 # steps whose consensus distance is measured (it costs an all-reduce)
-
-
-def train(cls, steps, dtype=np.float32, **kwargs):
+def train(comm, metrics, cls, steps, dtype=np.float32, **kwargs):
     """``steps`` SGD steps of ``cls`` on this rank's rows; per-step mean loss, and the consensus
     distance after each of the first WATCH steps and after the last one."""
+    B = 64 - 64 % comm.size                # the GLOBAL batch, N | B
     model = build_mlp(dtype)
     strategy = cls(model, comm, **kwargs)
     comm.counters.reset()                                               # count training only
@@ -68,8 +58,9 @@ def train(cls, steps, dtype=np.float32, **kwargs):
     loader, losses, distances = RankLoader(X.astype(dtype), y, B, strategy.local_rows(B)), [], []
     while len(losses) < steps:
         for xb, yb in loader:
-            loss = strategy.train_step(opt, F.cross_entropy, xb, yb)
-            losses.append(collectives.allreduce(metrics, np.array([loss]), "tree", "mean", check=False)[0])
+            step = strategy.train_step(opt, F.cross_entropy, xb, yb)        # StepResult(loss_sum, rows)
+            mean = np.array([step.loss_sum / step.rows])                    # this rank's mean loss
+            losses.append(collectives.allreduce(metrics, mean, "tree", "mean", check=False)[0])
             if len(losses) <= WATCH or len(losses) == steps:
                 distances.append(strategy.consensus_distance(metrics))
             if len(losses) == steps:
@@ -80,16 +71,20 @@ def train(cls, steps, dtype=np.float32, **kwargs):
 
 
 # -- 1. H = 1 is data parallelism ---------------------------------------------------------------
-steps = 30
-dp, local = train(DataParallel, steps, np.float64), train(LocalSGD, steps, np.float64, period=1)
-error = float(np.abs(dp["theta"] - local["theta"]).max())
-say(f"1. {steps} steps, float64: max |theta_local-sgd(H=1) - theta_dp| = {error:.1e}")
-say("   (1/N) sum_i (theta - a g_i) = theta - a (1/N) sum_i g_i: averaging parameters after one")
-say("   step is averaging gradients before it\n")
-checks["local SGD, H = 1, plain SGD == data parallel (1e-10, float64)"] = error <= 1e-10
+def local_sgd_h1_is_data_parallel(comm, metrics, say, checks):
+    steps = 30
+    dp = train(comm, metrics, DataParallel, steps, np.float64)
+    local = train(comm, metrics, LocalSGD, steps, np.float64, period=1)
+    error = float(np.abs(dp["theta"] - local["theta"]).max())
+    say(f"1. {steps} steps, float64: max |theta_local-sgd(H=1) - theta_dp| = {error:.1e}")
+    say("   (1/N) sum_i (theta - a g_i) = theta - a (1/N) sum_i g_i: averaging parameters after one")
+    say("   step is averaging gradients before it\n")
+    checks["local SGD, H = 1, plain SGD == data parallel (1e-10, float64)"] = error <= 1e-10
+
 
 # -- 2. the mixing step alone --------------------------------------------------------------------
-if N >= 2:
+def mixing_alone(comm, metrics, say, checks):
+    rank, N = comm.rank, comm.size
     topology = Topology("ring", N)
     W = topology.mixing_matrix()
     lambda2 = sorted(np.abs(np.linalg.eigvals(W)))[-2] if N > 1 else 0.0
@@ -104,34 +99,39 @@ if N >= 2:
     drift = float(np.abs(flat_parameters(averaged_copy(model, metrics)) - mean_before).max())
     say(f"2. gossip on a ring of {N}: rank {rank}'s neighbours {gossip.peers}; mixing matrix W =")
     say("   " + str(np.round(W, 3)).replace("\n", "\n   "))
-    say(f"   consensus distance over 6 mixing steps: " + " ".join(f"{d:.3g}" for d in distances))
+    say("   consensus distance over 6 mixing steps: " + " ".join(f"{d:.3g}" for d in distances))
     say(f"   ratio per step {distances[1] / distances[0]:.3f} <= lambda_2(W) = {lambda2:.3f}; "
         f"theta_bar moved by {drift:.1e}\n")
     checks["mixing keeps theta_bar and shrinks the consensus distance by lambda_2 per step"] = (
         drift < 1e-12 and all(b <= a * lambda2 * (1 + 1e-9) + 1e-12 for a, b in zip(distances, distances[1:])))
 
-# -- 3. train four ways ---------------------------------------------------------------------------
-steps = 64 if args.quick else 400
-runs = {"data parallel": train(DataParallel, steps),
-        "local SGD, H = 4": train(LocalSGD, steps, period=4),
-        "local SGD, H = 16": train(LocalSGD, steps, period=16)}
-if N >= 2:
-    runs["gossip (ring)"] = train(Gossip, steps)
-n_bytes = sum(p.data.nbytes for p in build_mlp().parameters())
-say(f"3. {steps} steps, MLP, SGD lr 0.1, global batch {B} on {N} ranks (float32, n = {n_bytes:,} bytes)")
-say(f"   {'strategy':<20}{'final loss':>11}{'test acc':>10}{'consensus':>11}{'bytes/rank/step':>17}{'formula':>11}")
-for name, r in runs.items():
-    s = r["strategy"]
-    formula = type(s).bytes_per_step(n_bytes // 4, 4, N, argparse.Namespace(
-        algorithm="ring", period=getattr(s, "period", 1), topology="ring"))
-    tail = float(np.mean(r["losses"][-10:]))
-    say(f"   {name:<20}{tail:>11.4f}{r['accuracy']:>10.3f}{r['distances'][-1]:>11.2e}"
-        f"{r['bytes_per_step']:>17,.0f}{formula:>11,.0f}")
-    checks[f"{name}: bytes per rank per step == formula"] = bool(np.isclose(r["bytes_per_step"], formula, rtol=1e-12))
-    checks[f"{name}: learns (test accuracy > 0.6)"] = r["accuracy"] > 0.6
-say("   (loss: mean of the last 10 steps; consensus: after the last step, 0 right after an average)\n")
 
-if args.plot and rank == 0:
+# -- 3. train four ways ---------------------------------------------------------------------------
+def train_four_ways(comm, metrics, steps, say, checks):
+    N = comm.size
+    runs = {"data parallel": train(comm, metrics, DataParallel, steps),
+            "local SGD, H = 4": train(comm, metrics, LocalSGD, steps, period=4),
+            "local SGD, H = 16": train(comm, metrics, LocalSGD, steps, period=16)}
+    if N >= 2:
+        runs["gossip (ring)"] = train(comm, metrics, Gossip, steps)
+    n_bytes = sum(p.data.nbytes for p in build_mlp().parameters())
+    say(f"3. {steps} steps, MLP, SGD lr 0.1, global batch {64 - 64 % N} on {N} ranks "
+        f"(float32, n = {n_bytes:,} bytes)")
+    say(f"   {'strategy':<20}{'final loss':>11}{'test acc':>10}{'consensus':>11}{'bytes/rank/step':>17}{'formula':>11}")
+    for name, r in runs.items():
+        s = r["strategy"]
+        formula = s.bytes_per_step()[s.role]                            # {role: bytes per step}, by formula
+        tail = float(np.mean(r["losses"][-10:]))
+        say(f"   {name:<20}{tail:>11.4f}{r['accuracy']:>10.3f}{r['distances'][-1]:>11.2e}"
+            f"{r['bytes_per_step']:>17,.0f}{formula:>11,.0f}")
+        checks[f"{name}: bytes per rank per step == formula"] = bool(
+            np.isclose(r["bytes_per_step"], formula, rtol=1e-12))
+        checks[f"{name}: learns (test accuracy > 0.6)"] = r["accuracy"] > 0.6
+    say("   (loss: mean of the last 10 steps; consensus: after the last step, 0 right after an average)\n")
+    return runs
+
+
+def plot(path, runs, N):
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -145,12 +145,26 @@ if args.plot and rank == 0:
               title="sqrt(mean_i ||theta_i - theta_bar||^2), first steps")
     left.legend()
     fig.tight_layout()
-    fig.savefig(args.plot, dpi=120)
-    say(f"curves written to {args.plot}")
+    fig.savefig(path, dpi=120)
 
-say("checks")
-for what, ok in checks.items():
-    say(f"  {'ok  ' if ok else 'FAIL'}  {what}")
-passed = collectives.allreduce(comm, np.array([all(checks.values())], np.int64), "tree", "min")[0] == 1
-say("PASS" if passed else "FAIL")
-sys.exit(0 if passed else 1)
+
+def main(comm, args):
+    metrics = comm.split(0, name="metrics", counted=False)   # looking at the model: not in the counters
+    say = print if comm.rank == 0 else (lambda *a, **k: None)
+    checks = {}
+    local_sgd_h1_is_data_parallel(comm, metrics, say, checks)
+    if comm.size >= 2:
+        mixing_alone(comm, metrics, say, checks)
+    runs = train_four_ways(comm, metrics, 64 if args.quick else 400, say, checks)
+    if args.plot and comm.rank == 0:
+        plot(args.plot, runs, comm.size)
+        say(f"curves written to {args.plot}")
+
+    return ranks.verdict(comm, checks)                               # PASS or FAIL, on every rank
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--quick", action="store_true", help="fewer steps (used by the tests)")
+    parser.add_argument("--plot", metavar="FILE", default=None, help="write loss and consensus curves to this PNG")
+    sys.exit(ranks.run(main, parser.parse_args(), world_size=4))

@@ -32,12 +32,12 @@ import argparse
 import sys
 import time
 
-# The engine before NumPy: under mpirun it asks BLAS and Numba for one thread per rank.
+import numpy as np
+
 from engine import Tensor, backend, data, manual_seed, models, no_grad, optim
 import engine.functional as F
+from engine.process import configure_process
 from engine.threads import launched_by_mpi
-
-import numpy as np
 
 FLOOR = 0.95  # the test accuracy 10 epochs must reach on the bundled subset
 
@@ -116,6 +116,7 @@ def plot_filters(model, path):
 
 
 def main(argv=None):
+    configure_process()  # under mpirun: one BLAS thread per rank; malloc keeps freed memory
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--epochs", type=int, default=10)
     parser.add_argument("--device", choices=backend.DEVICES, default="cpu")

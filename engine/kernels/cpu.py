@@ -1,27 +1,21 @@
 """The CPU kernels, compiled by Numba. Each docstring starts with the naive loop nest it
 implements; ``reference.py`` has the same computation in whole-array NumPy, and
-tests/test_kernels.py checks one against the other.
+tests/test_kernels.py checks one against the other. Public functions have the signatures of
+the kernel contract (engine/kernels/__init__.py); where the loop needs flat views or scalars of
+the array's dtype, a few lines of Python arrange them before calling it (``_name``).
 
-Compilation: ``@njit(cache=True)`` compiles a kernel the first time it is called with new
-argument types (float32 and float64 are two compilations) and stores the machine code
-next to this file in ``__pycache__`` (or, if that folder is read-only, in Numba's per-user
-cache; set ``NUMBA_CACHE_DIR`` to choose the place). A later process loads it instead of
-compiling again: see benchmarks/kernels.py for the first-call and cached times.
-
-Threads: every kernel runs on the calling thread (no ``parallel=True``: see engine/threads.py
-for the measurement), and releases the GIL while it runs (``nogil=True``), so the in-process
-"ranks" of collectives/mpi_world.py, which are threads, run their kernels at the same time.
-
-Debugging: run with ``NUMBA_DISABLE_JIT=1`` and every kernel is plain Python (slow, but
-``print`` and ``pdb`` work inside it).
+``@njit(cache=True)`` compiles a kernel on its first call with new argument types (float32 and
+float64 are two) and caches the machine code on disk (``NUMBA_CACHE_DIR``) for later processes;
+``engine.kernels.compile_all`` does it ahead of time. Each kernel runs on the calling thread (no
+``parallel=True``: see engine/threads.py) without the GIL (``nogil=True``), so thread-ranks run
+theirs at the same time. Debugging: ``NUMBA_DISABLE_JIT=1`` makes every kernel plain Python.
 """
 import numpy as np
 from numba import njit
 
 from engine.kernels import reference
 
-# floor((size + 2 padding - kernel) / stride) + 1: the reference's formula, compiled
-out_size = njit(cache=True, nogil=True)(reference.out_size)
+out_size = njit(cache=True, nogil=True)(reference.out_size)  # the reference's formula, compiled
 
 
 @njit(cache=True, nogil=True)
@@ -32,10 +26,9 @@ def im2col(x, kh, kw, stride, padding):
             h, w = oh*stride + i - padding, ow*stride + j - padding
             cols[n, (c*kh + i)*kw + j, oh*OW + ow] = x[n, c, h, w] if (h, w) inside else 0
 
-    A copy, bound by memory bandwidth: the NumPy reference's strided slice copies run at
-    nearly the same speed (benchmarks/kernels.py). (The explicit ``0 <= h < H and
-    0 <= w < W`` test is what lets LLVM drop negative-index wraparound; a version that
-    precomputes the inside ranges instead measured 3x slower.)"""
+    A copy, bound by memory bandwidth (the reference's slice copies are nearly as fast). The
+    explicit ``0 <= h < H`` test lets LLVM drop negative-index wraparound (precomputed inside
+    ranges measured 3x slower)."""
     N, C, H, W = x.shape
     OH, OW = out_size(H, kh, stride, padding), out_size(W, kw, stride, padding)
     cols = np.empty((N, C * kh * kw, OH * OW), dtype=x.dtype)
@@ -56,13 +49,14 @@ def im2col(x, kh, kw, stride, padding):
 
 
 @njit(cache=True, nogil=True)
-def col2im(cols, N, C, H, W, kh, kw, stride, padding):
+def col2im(cols, x_shape, kh, kw, stride, padding):
     """The adjoint of im2col, cols (N, C*kh*kw, OH*OW) -> dx (N, C, H, W)::
 
         dx = 0
         for n, c, i, j, oh, ow:  (h, w as in im2col, when inside)
             dx[n, c, h, w] += cols[n, (c*kh + i)*kw + j, oh*OW + ow]
     """
+    N, C, H, W = x_shape
     OH, OW = out_size(H, kh, stride, padding), out_size(W, kw, stride, padding)
     dx = np.zeros((N, C, H, W), dtype=cols.dtype)
     for n in range(N):
@@ -113,15 +107,15 @@ def max_pool_forward(x, kh, kw, stride, padding):
 
 
 @njit(cache=True, nogil=True)
-def max_pool_backward(g, argmax, H, W):
+def max_pool_backward(g, argmax, x_shape):
     """g, argmax (N, C, OH, OW) -> dx (N, C, H, W)::
 
         dx = 0
         for n, c, oh, ow:
             dx[n, c, argmax // W, argmax % W] += g[n, c, oh, ow]
-
-    One (H, W) plane at a time: zeroed, then scattered into while it is still in cache."""
+    (one (H, W) plane at a time: zeroed, then scattered into while it is still in cache)"""
     N, C, OH, OW = g.shape
+    H, W = x_shape[2], x_shape[3]
     dx = np.empty((N, C, H, W), dtype=g.dtype)
     for n in range(N):
         for c in range(C):
@@ -160,7 +154,7 @@ def avg_pool_forward(x, kh, kw, stride, padding):
 
 
 @njit(cache=True, nogil=True)
-def avg_pool_backward(g, H, W, kh, kw, stride, padding):
+def avg_pool_backward(g, x_shape, kh, kw, stride, padding):
     """g (N, C, OH, OW) -> dx (N, C, H, W)::
 
         dx = 0
@@ -168,10 +162,10 @@ def avg_pool_backward(g, H, W, kh, kw, stride, padding):
             dx[n, c, h, w] += g[n, c, oh, ow] / (kh*kw)
     """
     N, C, OH, OW = g.shape
+    H, W = x_shape[2], x_shape[3]
     scale = 1.0 / (kh * kw)
     if stride == kh == kw and padding == 0:
-        # Windows that tile the input (LeNet's 2x2 pooling): each entry of dx is in one window
-        # at most, so it is written once, row by row, with no zero fill and no read-back.
+        # Windows that tile the input (LeNet's 2x2): each dx entry is written once, no zero fill.
         dx = np.empty((N, C, H, W), dtype=g.dtype)
         for n in range(N):
             for c in range(C):
@@ -201,8 +195,13 @@ def avg_pool_backward(g, H, W, kh, kw, stride, padding):
     return dx
 
 
+def cross_entropy_forward(logits, labels):  # the loss as a 0-d array of the logits' dtype
+    loss, probs = _cross_entropy_forward(logits, labels)
+    return np.asarray(loss, dtype=logits.dtype), probs
+
+
 @njit(cache=True, nogil=True)
-def cross_entropy_forward(logits, labels):
+def _cross_entropy_forward(logits, labels):
     """logits (N, K), labels (N,) -> (loss, probs (N, K)), one pass over each row::
 
         for i:
@@ -232,8 +231,12 @@ def cross_entropy_forward(logits, labels):
     return total / max(N, 1), probs
 
 
+def cross_entropy_backward(probs, labels, scale):  # scale made a scalar of probs' dtype
+    return _cross_entropy_backward(probs, labels, probs.dtype.type(scale))
+
+
 @njit(cache=True, nogil=True)
-def cross_entropy_backward(probs, labels, scale):
+def _cross_entropy_backward(probs, labels, scale):
     """dz[i, k] = scale * (probs[i, k] - [k == y_i]), with scale = g / N."""
     N, K = probs.shape
     d = np.empty_like(probs)
@@ -244,34 +247,52 @@ def cross_entropy_backward(probs, labels, scale):
     return d
 
 
-@njit(cache=True, nogil=True)
+def _same_layout(a, b):
+    """Both C-contiguous, of one shape and dtype: the flat loops below walk them in step."""
+    return a.shape == b.shape and a.dtype == b.dtype and a.flags.c_contiguous and b.flags.c_contiguous
+
+
 def relu_backward(g, z):
-    """g, z 1-D (flat views of one shape) -> dz::
+    """g where z > 0: the kernel on flat views of C-contiguous operands, else the reference."""
+    if not _same_layout(g, z):
+        return reference.relu_backward(g, z)
+    return _relu_backward(g.reshape(-1), z.reshape(-1)).reshape(g.shape)
 
-        for every entry e:  dz[e] = g[e] if z[e] > 0 else 0
 
-    One pass and one output array, where NumPy's ``g * (z > 0)`` makes a boolean temporary
-    and a second pass."""
+@njit(cache=True, nogil=True)
+def _relu_backward(g, z):
+    """``for e: dz[e] = g[e] if z[e] > 0 else 0`` over flat views: one pass, one output, where
+    NumPy's ``g * (z > 0)`` makes a boolean temporary and a second pass."""
     out = np.empty_like(g)
     for e in range(g.size):
         out[e] = g[e] if z[e] > 0 else 0
     return out
 
 
-@njit(cache=True, nogil=True)
 def sgd_update_(p, d, lr):
-    """p, d 1-D of one dtype, lr of that dtype; p changes in place::
+    """p -= lr * d in place: the kernel on flat views, else NumPy's expression (reference)."""
+    if not (_same_layout(p, d) and p.dtype.kind == "f" and p.flags.writeable):
+        return reference.sgd_update_(p, d, lr)
+    _sgd_update_(p.reshape(-1), d.reshape(-1), p.dtype.type(lr))
 
-        for every entry e:  p[e] -= lr * d[e]
 
-    NumPy's ``p -= lr * d`` makes a temporary the size of p for ``lr * d``; this makes none.
-    Same roundings in the same order (no fused multiply-add), so the same bits."""
+def momentum_update_(buf, g, momentum, scale):
+    """buf = momentum * buf + scale * g in place (kernel or reference, as sgd_update_)."""
+    if not (_same_layout(buf, g) and buf.dtype.kind == "f" and buf.flags.writeable):
+        return reference.momentum_update_(buf, g, momentum, scale)
+    _momentum_update_(buf.reshape(-1), g.reshape(-1), buf.dtype.type(momentum), buf.dtype.type(scale))
+
+
+@njit(cache=True, nogil=True)
+def _sgd_update_(p, d, lr):
+    """``for e: p[e] -= lr * d[e]`` (flat, lr of their dtype): no temporary for ``lr * d`` as in
+    NumPy's ``p -= lr * d``, and the same roundings (no fused multiply-add), so the same bits."""
     for e in range(p.size):
         p[e] -= lr * d[e]
 
 
 @njit(cache=True, nogil=True)
-def momentum_update_(buf, g, momentum, scale):
+def _momentum_update_(buf, g, momentum, scale):
     """buf = momentum * buf + scale * g, in place (scale = 1 - dampening), one pass."""
     for e in range(buf.size):
         buf[e] = buf[e] * momentum + scale * g[e]

@@ -18,7 +18,9 @@ import math
 from numba import cuda
 
 from engine import backend
-from engine.kernels.reference import out_size
+from engine.kernels.reference import momentum_update_, out_size, sgd_update_  # noqa: F401
+# (the optimiser updates are CuPy's in-place expressions, as in the reference: each is one
+# elementwise GPU kernel already, where NumPy's needed a hand-written loop to save a pass)
 
 THREADS = 128
 

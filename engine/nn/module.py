@@ -28,6 +28,14 @@ class Module:
     def __call__(self, *args, **kwargs):
         return self.forward(*args, **kwargs)
 
+    def __setattr__(self, name, value):
+        # Sub-modules are found among the attributes, not inside lists: a list of layers
+        # would silently train nothing (its parameters unseen by parameters() and optimisers).
+        if isinstance(value, (list, tuple)) and any(isinstance(v, Module) for v in value):
+            raise TypeError(f"{type(self).__name__}.{name}: a {type(value).__name__} of Modules "
+                            f"hides their parameters; use nn.ModuleList([...]) instead")
+        super().__setattr__(name, value)
+
     def named_children(self):
         """(name, sub-module) pairs, in assignment order."""
         return [(k, v) for k, v in vars(self).items() if isinstance(v, Module)]

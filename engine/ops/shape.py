@@ -95,3 +95,20 @@ class Concat(Function):
     def backward(self, g):
         xp = backend.array_module(g)
         return tuple(xp.split(g, self.saved[0].tolist(), axis=self.options["axis"]))
+
+
+def concat(tensors, axis=0):
+    """Join tensors along an existing axis (``torch.cat``)."""
+    return Concat.apply(*tensors, axis=axis)
+
+
+def stack(tensors, axis=0):
+    """Join tensors along a new axis: concat of each with a unit axis inserted."""
+    tensors = list(tensors)
+    if not tensors:
+        raise ValueError("stack: expected a non-empty list of tensors")
+    ndim = tensors[0].ndim
+    axis = axis + ndim + 1 if axis < 0 else axis
+    if not 0 <= axis <= ndim:
+        raise ValueError(f"stack: axis {axis} out of range for {ndim}-D tensors")
+    return concat([t.reshape(t.shape[:axis] + (1,) + t.shape[axis:]) for t in tensors], axis)

@@ -18,7 +18,7 @@ from collectives.chunks import chunk_sizes
 
 DTYPES = ["int8", "uint8", "int32", "int64", "float16", "float32", "float64", "complex128"]
 OPS = ["sum", "mean", "max", "min"]
-HAND_WRITTEN = ["naive", "tree", "recursive_doubling", "ring"]
+HAND_WRITTEN = ["naive", "tree", "recursive-doubling", "ring"]
 
 
 def lengths(p):
@@ -129,7 +129,7 @@ def expected_traffic(name, rank, p, n, itemsize):
         children = sum(1 for j in range(p.bit_length()) if (1 << j) < lowbit and rank + (1 << j) < p)
         k = children + (1 if rank else 0)
         return k, k * nbytes, k, k * nbytes
-    if name == "recursive_doubling":
+    if name == "recursive-doubling":
         q = 1 << (p.bit_length() - 1)
         extra = p - q
         if rank < 2 * extra and rank % 2 == 0:

@@ -15,7 +15,10 @@ Checks (MATH A1, F10, F11):
   * the same run twice gives bit-identical parameters;
   * local-sgd with H = 1 and plain SGD == dp (1e-10, float64);
   * measured bytes per rank per step == the formula (strategies/traffic.py), dp / local-sgd /
-    gossip; gossip's consensus distance is > 0 for K >= 4 and 0 up to rounding for K = 2, 3.
+    gossip; gossip's consensus distance is > 0 for K >= 4 and 0 up to rounding for K = 2, 3;
+  * dp --overlap (bucket all-reduces on a thread, started from gradient hooks) gives the same
+    parameters bit for bit as dp with the same buckets, under real MPI threads;
+  * the process grid on MPI: every factorisation of K into dp x pp, each axis's members.
 """
 import argparse
 import pathlib
@@ -23,7 +26,9 @@ import sys
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[2]))  # the repository root
 
-from strategies import train  # noqa: E402  (imports the engine before NumPy)
+from engine.process import configure_process  # noqa: E402
+from strategies import loop, train  # noqa: E402
+from strategies.grid import Grid  # noqa: E402
 
 import numpy  # noqa: E402
 
@@ -51,10 +56,11 @@ def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--out", required=True)
     out = pathlib.Path(parser.parse_args().out)
+    configure_process()
     comm = collectives.world()
     alone = comm.split(comm.rank)                    # a world of one, for the reference
     K, say = comm.size, (print if comm.rank == 0 else (lambda *a, **k: None))
-    data = {dtype: train.load_data(flags("dp", dtype)) for dtype in ("float32", "float64")}
+    data = {dtype: loop.load_data(flags("dp", dtype)) for dtype in ("float32", "float64")}
 
     def launch(args, on=comm, name=None):
         if name:
@@ -76,7 +82,7 @@ def main():
     single64, single32 = params(out / "single-float64.npz"), params(out / "single-float32.npz")
 
     hashes = {}
-    for algorithm in ("ring", "tree", "recursive-doubling", "naive", "mpi"):
+    for algorithm in ("ring", "tree", "recursive-doubling", "naive", "mpi", "auto"):
         record = launch(flags("dp", "float64", STEPS, "--algorithm", algorithm), name=f"dp-{algorithm}")
         error = max_diff(params(out / f"dp-{algorithm}.npz"), single64) if comm.rank == 0 else 0.0
         assert error <= FLOAT64_TOL, f"dp {algorithm}: {error} > {FLOAT64_TOL}"
@@ -116,6 +122,17 @@ def main():
     assert (distance > 1e-6) if K >= 4 else (distance < 1e-6), distance
     ok(f"gossip: {gossip['bytes_sent_per_rank_per_step']:.0f} B/rank/step == formula, "
        f"consensus distance", distance)
+    buckets = launch(flags("dp", "float32", 30, "--bucket-bytes", "65536"))
+    overlapped = launch(flags("dp", "float32", 30, "--bucket-bytes", "65536", "--overlap"))
+    assert overlapped["params_sha256"] == buckets["params_sha256"]
+    assert overlapped["bytes_sent_per_rank"] == buckets["bytes_sent_per_rank"]
+    ok("dp --overlap == dp with the same buckets, bit for bit (sha256 " + buckets["params_sha256"][:12] + ")")
+
+    for dp in [d for d in range(1, K + 1) if K % d == 0]:
+        grid = Grid(comm, dp=dp, pp=K // dp)
+        stages = comm.mpi_comm.allgather((grid.dp_rank, grid.pp_rank, grid.pp.rank, grid.dp.rank))
+        assert stages == [(r // (K // dp), r % (K // dp), r % (K // dp), r // (K // dp)) for r in range(K)]
+    ok(f"Grid(dp, pp) for every factorisation of {K}: coordinates and axis ranks as laid out")
     say(f"PASS on {K} MPI ranks", flush=True)
 
 

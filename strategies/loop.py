@@ -1,0 +1,172 @@
+"""The training loop of the runner: set up, train epoch by epoch, evaluate, record.
+
+    record = run(args, comm)          # the same on every rank; {"error": ...} if any rank can't start
+
+Every step draws the same global batch on every rank and each rank keeps its own rows of it
+(strategies/loader.py, ``strategy.local_rows``). Per epoch, rank 0 prints the mean training
+loss (MATH F8: the sum of the ranks' loss sums over the sum of their rows), the test accuracy of
+the strategy's whole model, the consensus distance (replicated strategies), and, cumulative
+since the start, the training time, samples/s and MB sent per rank.
+"""
+import sys
+import time
+
+import numpy
+from tqdm import tqdm
+
+import collectives
+import engine.functional as F
+from engine import data, kernels, manual_seed, models, nn, optim
+from strategies import record as records
+from strategies.loader import RankLoader
+from strategies.parameters import cast_model
+from strategies.registry import STRATEGIES
+
+OPTIMIZERS = {"sgd": lambda params, a: optim.SGD(params, lr=a.lr, momentum=a.momentum),
+              "adam": lambda params, a: optim.Adam(params, lr=a.lr)}
+
+
+def load_data(args):
+    """(X_train, y_train, X_test, y_test), pixels (x - 0.5) / 0.5 (MATH E2), in --dtype."""
+    X_train, y_train, X_test, y_test = data.load_dataset(args.dataset, args.data_path)
+    return ((X_train - 0.5) / 0.5).astype(args.dtype), y_train, ((X_test - 0.5) / 0.5).astype(args.dtype), y_test
+
+
+def model_inputs(model, X):
+    """X reshaped to what the model reads: rows (n, 784) for affine layers; images (n, C, 28, 28)
+    when the first layer is a convolution with C input channels (lenet5)."""
+    first = model[0] if isinstance(model, nn.Sequential) and len(model) else model
+    channels = getattr(first, "in_channels", None)
+    if channels is None:
+        return X
+    side = int(round((X.shape[1] // channels) ** 0.5))
+    return X.reshape(len(X), channels, side, side)                   # (n, C, H, W)
+
+
+def sum_over_ranks(comm, *values):
+    """The sum over ranks of each float in ``values`` (one small all-reduce)."""
+    return collectives.allreduce(comm, numpy.array(values, numpy.float64), "tree", "sum", check=False)
+
+
+def train_epoch(strategy, optimizer, loader, steps, max_steps=None, bar=None):
+    """One pass over ``loader`` (or up to ``max_steps`` steps in all); returns this rank's
+    (sum of per-sample losses, rows scored, steps so far). ``bar``: a tqdm bar, or None."""
+    loss_sum, rows = 0.0, 0
+    for xb, yb in loader:                                      # this rank's rows of a global batch
+        result = strategy.train_step(optimizer, F.cross_entropy, xb, yb)
+        loss_sum, rows, steps = loss_sum + result.loss_sum, rows + result.rows, steps + 1
+        if bar is not None:
+            bar.update()
+        if max_steps and steps >= max_steps:
+            break
+    return loss_sum, rows, steps
+
+
+def setup(args, comm):
+    """The model (the same theta_0 on every rank: A1), the strategy and its optimiser (None
+    on a rank that optimises nothing)."""
+    manual_seed(args.seed)
+    model = cast_model(models.build(args.model), args.dtype)
+    strategy = STRATEGIES[args.strategy].from_args(model, comm, args)
+    params = strategy.parameters()
+    optimizer = OPTIMIZERS[args.optimizer](params, args) if params else None
+    return model, strategy, optimizer
+
+
+def run(args, comm, dataset=None, check=None):
+    """Train with ``args`` on ``comm``; returns the record (the same dict on every rank), or
+    ``{"error": message}`` on every rank when any rank could not start. ``dataset``: the four
+    arrays, already loaded (the benchmark passes them to avoid reloading per run). ``check``:
+    check(args, comm, n_train) -> a reason this rank cannot start, or None (the command line's)."""
+    say = print if comm.rank == 0 and not args.quiet else (lambda *a, **k: None)
+    problem = None
+    try:
+        dataset = dataset or load_data(args)
+        problem = check(args, comm, len(dataset[0])) if check else None
+    except Exception as exc:  # noqa: BLE001 - any failure to start is reported, never raised alone
+        problem = f"{type(exc).__name__}: {exc}"
+    first = agree(comm, problem)
+    if first is not None:
+        if comm.rank == first:
+            print(f"strategies.train: error (rank {first} of {comm.size}): {problem}", file=sys.stderr, flush=True)
+        return {"error": problem or f"rank {first} could not start"}
+
+    X_train, y_train, X_test, y_test = dataset
+    metrics_comm = comm.split(0, comm.rank, name="metrics", counted=False)  # kept out of the counters
+    compile_seconds = kernels.compile_all(args.dtype)      # Numba compiles here, not in epoch 1
+    model, strategy, optimizer = setup(args, comm)
+    X_train, X_test = model_inputs(model, X_train), model_inputs(model, X_test)
+    setup_bytes = comm.counters.bytes_sent
+    comm.reset_counters()
+    n_params = sum(p.numel() for p in model.parameters())
+    B = args.batch_size
+    order = RankLoader(X_train, y_train, B, strategy.local_rows(B), seed=args.seed)
+    data_ranks = STRATEGIES[args.strategy].data_ranks(comm.size, args)
+    say(f"{args.strategy} on {comm.size} rank(s): {args.model} ({n_params:,} parameters, {args.dtype}), "
+        f"{args.dataset} {len(X_train):,} samples, global batch {B} = {data_ranks} x {B // data_ranks}, "
+        f"{len(order)} steps per epoch, {args.optimizer} lr {args.lr}")
+    progress = comm.rank == 0 and not args.quiet
+    epochs, train_seconds, steps = [], 0.0, 0
+    start = time.perf_counter()
+    for epoch in range(1, args.epochs + 1):
+        bar = tqdm(total=len(order), desc=f"epoch {epoch}", leave=False, file=sys.stderr) if progress else None
+        tic = time.perf_counter()
+        loss_sum, rows, steps = train_epoch(strategy, optimizer, order, steps, args.max_steps, bar)
+        train_seconds += time.perf_counter() - tic
+        if bar is not None:
+            bar.close()
+        total_loss, total_rows = sum_over_ranks(metrics_comm, loss_sum, rows)
+        epoch_loss = float(total_loss / total_rows)          # F8: mean over the epoch's samples
+        accuracy = strategy.evaluate(X_test, y_test, metrics_comm)
+        consensus = strategy.consensus_distance(metrics_comm)
+        sent = float(sum_over_ranks(metrics_comm, comm.counters.bytes_sent)[0]) / comm.size
+        epochs.append(dict(epoch=epoch, steps=steps, loss=epoch_loss, test_accuracy=accuracy,
+                           consensus_distance=consensus, train_seconds=train_seconds,
+                           wall_seconds=time.perf_counter() - start, bytes_sent_per_rank=sent))
+        distance = "-" if consensus is None else f"{consensus:.2e}"
+        say(f"  epoch {epoch:>3} | loss {epoch_loss:.4f} | test acc {accuracy:.4f} | consensus {distance}"
+            f" | cumulative: {train_seconds:6.2f} s, {steps * B / train_seconds:8,.0f} samples/s,"
+            f" {sent / 1e6:8.2f} MB sent/rank")
+        if args.max_steps and steps >= args.max_steps:
+            break
+    return finish(args, comm, metrics_comm, strategy, dict(
+        steps=steps, epochs=epochs, n_params=n_params, setup_bytes=setup_bytes, start=start,
+        train_seconds=train_seconds, compile_seconds=compile_seconds), say)
+
+
+def finish(args, comm, metrics_comm, strategy, run_state, say):
+    """The record of a finished run (strategies/record.py), written by rank 0."""
+    s = run_state
+    steps, epochs, B = s["steps"], s["epochs"], args.batch_size
+    final = strategy.eval_model(metrics_comm)
+    sent, messages, setup, comm_seconds = sum_over_ranks(
+        metrics_comm, comm.counters.bytes_sent, comm.counters.messages_sent, s["setup_bytes"],
+        strategy.comm_seconds) / comm.size
+    traffic = records.traffic(comm, strategy, steps, metrics_comm)
+    record = dict(strategy=args.strategy, world_size=comm.size, model=args.model, dataset=args.dataset,
+                  n_params=s["n_params"], config=dict(vars(args)), epochs=epochs,
+                  final_loss=epochs[-1]["loss"], final_test_accuracy=epochs[-1]["test_accuracy"],
+                  steps=steps, samples=steps * B, train_seconds=s["train_seconds"],
+                  compile_seconds=s["compile_seconds"],
+                  wall_seconds=time.perf_counter() - s["start"], samples_per_second=steps * B / s["train_seconds"],
+                  bytes_sent_per_rank=float(sent), messages_sent_per_rank=float(messages),
+                  setup_bytes_per_rank=float(setup), bytes_sent_per_rank_per_step=float(sent) / steps,
+                  formula_bytes_per_rank_per_step=records.mean_formula_per_step(traffic["roles"]),
+                  roles=traffic["roles"], communicators=traffic["communicators"],
+                  comm_seconds_per_rank=float(comm_seconds), comm_share=float(comm_seconds) / s["train_seconds"],
+                  params_sha256=records.params_sha256(final), loadavg=records.loadavg())
+    records.write_outputs(record, final, args, comm.rank)
+    if args.out:
+        say(f"record written to {args.out}")
+    return record
+
+
+def agree(comm, problem):
+    """Every rank learns whether any rank has a problem; returns the first such rank, or None.
+
+    One all-reduce of one integer (op min of "my rank if I have a problem, else K"), so a rank
+    whose file is missing makes every rank stop, with one message, instead of leaving the others
+    waiting in their first all-reduce."""
+    mine = numpy.array([comm.rank if problem else comm.size], numpy.int64)
+    first = int(collectives.allreduce(comm, mine, "tree", "min", check=False)[0])
+    return None if first == comm.size else first
