@@ -16,7 +16,6 @@ is the algorithm the cost model picks for each size on this machine (printed and
 Writes <out>/collectives.json and <out>/collectives.png (default out: benchmarks/results).
 """
 import argparse
-import json
 import os
 import pathlib
 import platform
@@ -26,6 +25,9 @@ import numpy
 
 import collectives
 from collectives import algorithms, costmodel
+from engine.process import configure_process
+
+from benchmarks import measure
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
@@ -109,7 +111,9 @@ def main():
     parser.add_argument("--out", type=pathlib.Path, default=ROOT / "benchmarks" / "results")
     args = parser.parse_args()
 
+    configure_process()
     comm = collectives.world()
+    info = measure.machine_info("mpirun -n K python -m mpi4py -m benchmarks.collectives")  # load before
     say = print if comm.rank == 0 else (lambda *a, **k: None)
     sizes = [1 << k for k in (range(10, 17, 2) if args.quick else range(10, 27))]  # 1 KiB .. 64 MiB
     names = list(collectives.ALGORITHMS) + ["auto"]
@@ -118,11 +122,16 @@ def main():
     loaded_alpha = costmodel.ring_step_latency(comm, repeats=10 if args.quick else 100)
     # The model lines use the alpha a collective actually sees (every rank busy at once).
     link = costmodel.LinkModel(loaded_alpha, ping.beta, ping.gamma)
-    comm.link = link  # what algorithm="auto" chooses with (the same numbers on every rank)
+    latency = algorithms.measure_latencies(comm, repeats=10 if args.quick else 50)
+    # What algorithm="auto" chooses with: the measured fixed cost of each algorithm in place of
+    # its alpha terms (costmodel.py), the same numbers on every rank.
+    comm.link = costmodel.LinkModel(link.alpha, link.beta, link.gamma, tuple(latency.items()))
     say(f"ping-pong (2 ranks busy): alpha = {ping.alpha * 1e6:.1f} us, beta = "
         f"{ping.beta * 1e9:.3f} ns/B ({1 / ping.beta / 1e9:.2f} GB/s); gamma = "
         f"{ping.gamma * 1e9:.3f} ns/B (np.add)\nring step, all {comm.size} ranks busy: "
-        f"alpha = {loaded_alpha * 1e6:.1f} us   (the model lines use this alpha)")
+        f"alpha = {loaded_alpha * 1e6:.1f} us   (the model lines use this alpha)\n"
+        "fixed cost of each algorithm (8 B, auto uses these): "
+        + ", ".join(f"{name} {t * 1e6:.1f} us" for name, t in latency.items()))
     width = {name: max(11, len(name) + 2) for name in names}             # a column per algorithm
     say("\nmilliseconds per all-reduce (slowest rank's median):")
     say(f"{'bytes':>10}" + "".join(f"{name:>{width[name]}}" for name in names)
@@ -146,11 +155,13 @@ def main():
             + f"{seconds['mpi'][-1] / seconds['ring'][-1]:>10.2f}{chosen[-1]:>20}"
             + f"{seconds['mpi'][-1] / seconds['auto'][-1]:>10.2f}", flush=True)
 
-    p = comm.size
+    p, cores = comm.size, measure.usable_cores()
     result = {
         "ranks": p,
-        "machine": f"{platform.machine()}, {_cores()} cores"
-                   + (" - oversubscribed: ranks share cores" if p > _cores() else ""),
+        "machine": f"{platform.machine()}, {cores} cores"
+                   + (" - oversubscribed: ranks share cores" if p > cores else ""),
+        "machine_info": info,
+        "load_average_after": list(os.getloadavg()),
         "sizes": sizes,
         "seconds": seconds,
         "busbw_GBps": {name: [n / t * 2 * (p - 1) / p / 1e9 for n, t in zip(sizes, ts)]
@@ -160,13 +171,12 @@ def main():
         "auto_over_mpi_throughput": [m / a for m, a in zip(seconds["mpi"], seconds["auto"])],
         "crossover_bytes": crossover(sizes, seconds),
         "model": {"alpha": link.alpha, "beta": link.beta, "gamma": link.gamma,
-                  "ping_pong_alpha": ping.alpha,
+                  "ping_pong_alpha": ping.alpha, "measured_latency": latency,
                   "predicted": {name: [costmodel.predict(name, p, n, link) for n in sizes]
                                 for name in MODELLED}},
     }
     if comm.rank == 0:
-        args.out.mkdir(parents=True, exist_ok=True)
-        (args.out / "collectives.json").write_text(json.dumps(result, indent=1) + "\n")
+        measure.save_json(result, args.out / "collectives.json")
         plot(result, args.out / "collectives.png")
         ratio = dict(zip(sizes, result["ring_over_mpi_throughput"]))
         say(f"\nring / MPI.Allreduce throughput: "
@@ -182,10 +192,6 @@ def main():
 
 def _size(nbytes):
     return f"{nbytes >> 20} MiB" if nbytes >= 1 << 20 else f"{nbytes >> 10} KiB"
-
-
-def _cores():
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
 
 
 if __name__ == "__main__":

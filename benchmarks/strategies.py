@@ -30,7 +30,6 @@ Ranks not taking part in a measurement wait in ``idle_barrier``, which sleeps: M
 Barrier busy-polls and would steal a core from the ranks being timed.
 """
 import argparse
-import json
 import os
 import pathlib
 import platform
@@ -47,6 +46,8 @@ from engine.data.mnist import FASHION_MNIST_DIR
 from engine.process import configure_process
 from strategies import STRATEGIES, loop, train
 from strategies.base import Single
+
+from benchmarks import measure
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
@@ -330,7 +331,7 @@ def main():
     configure_process()
     comm = collectives.world()
     say = print if comm.rank == 0 else (lambda *a, **k: None)
-    cores = len(os.sched_getaffinity(0))
+    cores = measure.usable_cores()
     busy_before = on_first(comm, 1, lambda sub: cpu_busy())
     say(f"{comm.size} MPI ranks on {cores} cores; before starting, other work keeps "
         f"{busy_before if busy_before is not None else 0:.0%} of the CPU busy")
@@ -355,12 +356,13 @@ def main():
                + (" (oversubscribed)" if comm.size > cores else "")
                + f"; other work: {busy_before:.0%} / {busy_after:.0%} CPU before / after"
                + (" (timings pessimistic)" if busy else ""))
-    result = dict(machine=machine, ranks=comm.size, cores=cores, other_cpu_busy_before=busy_before,
+    result = dict(machine=machine, machine_info=measure.machine_info("mpirun -n K python -m mpi4py -m benchmarks.strategies"),
+                  ranks=comm.size, cores=cores, other_cpu_busy_before=busy_before,
                   other_cpu_busy_after=busy_after, loadavg=os.getloadavg(), busy=busy, quick=args.quick,
                   common_flags=COMMON,
                   runs={label: dict(flags=RUNS[label], **r) for label, r in records.items()}, scaling=scale)
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "strategies.json").write_text(json.dumps(result, indent=1) + "\n")
+    measure.save_json(result, args.out / "strategies.json")
     plot_runs(records, args.out / "strategies.png", f"Strategies, MLP on the bundled MNIST subset: {machine}")
     plot_scaling(scale, args.out / "strategies_scaling.png", f"Data-parallel scaling: {machine}")
     say(f"\nwrote {args.out / 'strategies.json'}, strategies.png and strategies_scaling.png")

@@ -21,14 +21,18 @@ one each way per folded pair. The ring's mean is exact for any n (uneven chunks 
 ``algorithm="auto"``: ``choose(p, n, link)`` is the hand-written algorithm with the smallest
 predicted time. This is what MPICH does inside MPI_Allreduce (it switches from recursive
 doubling to reduce-scatter + all-gather above a message size), made visible: the rule is
-the cost model, the link is measured (``comm.link = costmodel.measure_link(comm)``) or
-DEFAULT_LINK. The choice is a pure function of (p, n, link), so every rank - holding the same
-p, n and the same measured link (measure_link returns rank 0's numbers on every rank) - picks
-the same algorithm, as a collective must.
+the cost model, the link is measured (``comm.link = costmodel.measure_link(comm)``, and the
+fixed cost of each algorithm with ``measure_latencies``: see costmodel.py) or DEFAULT_LINK.
+The choice is a pure function of (p, n, link), so every rank - holding the same p, n and the
+same measured link (both measurements return the same numbers on every rank) - picks the
+same algorithm, as a collective must.
 """
 import math
+import time
 from dataclasses import dataclass
 from typing import Callable
+
+import numpy
 
 from collectives.costmodel import LinkModel
 from collectives.mpi_library import mpi_allreduce
@@ -49,10 +53,18 @@ class Algorithm:
     traffic_formula: Callable | None
 
     def seconds(self, p, nbytes, link):
-        """Predicted seconds for one all-reduce of ``nbytes`` per rank on ``p`` ranks."""
+        """Predicted seconds for one all-reduce of ``nbytes`` per rank on ``p`` ranks; with a
+        measured latency for this algorithm in ``link.latency``, that replaces the formula's
+        alpha terms:  measured + (formula(n) - formula(0))."""
         if self.time_formula is None:
             raise ValueError(f"no cost model for {self.name!r}")
-        return 0.0 if p == 1 else self.time_formula(p, nbytes, link)
+        if p == 1:
+            return 0.0
+        seconds = self.time_formula(p, nbytes, link)
+        measured = dict(link.latency).get(self.name)
+        if measured is not None:
+            seconds += measured - self.time_formula(p, 0, link)
+        return seconds
 
     def bytes_sent(self, p, nbytes):
         """Mean bytes sent per rank, as the counters count them (None: not counted)."""
@@ -129,6 +141,27 @@ def auto_allreduce(comm, x, op="sum", *, out=None, check=True):
     """All-reduce with ``choose(comm.size, x.nbytes, comm.link)`` (the same on every rank)."""
     return ALGORITHMS[choose(comm.size, x.nbytes, comm.link)].function(comm, x, op, out=out,
                                                                        check=check)
+
+
+def measure_latencies(comm, repeats=50, warmup=5):
+    """{name: seconds of one all-reduce of 8 bytes} for every modelled algorithm, the slowest
+    rank's median, the same on every rank (collective over ``comm``): the fixed cost of each
+    algorithm on this machine at this load, for ``LinkModel(..., latency=...)``."""
+    x = numpy.zeros(1)
+    medians = []
+    for algorithm in ALGORITHMS.values():
+        if algorithm.time_formula is None:
+            continue
+        times = []
+        for repeat in range(warmup + repeats):
+            comm.barrier()
+            start = time.perf_counter()
+            algorithm.function(comm, x, "sum", check=False)
+            times.append(time.perf_counter() - start)
+        medians.append(float(numpy.median(times[warmup:])))
+    slowest = tree_allreduce(comm, numpy.array(medians), "max", check=False)
+    names = [a.name for a in ALGORITHMS.values() if a.time_formula is not None]
+    return dict(zip(names, slowest.tolist()))
 
 
 def get_algorithm(algorithm):

@@ -24,6 +24,13 @@ n bytes, rank 1 sends them back, half the round-trip time is t(n); alpha = t(sma
 from the slope at a large size. ``ring_step_latency`` measures alpha again with every rank
 busy (what a collective sees; much larger when ranks share cores). ``measure_gamma`` times
 np.add on a large array.
+
+One alpha for every algorithm assumes every message costs the same. When ranks share cores
+they do not: a round in which every rank exchanges at once (recursive doubling, the ring)
+waits for the scheduler more than a round in which half the ranks are idle (the tree's
+rounds). ``LinkModel.latency`` holds each algorithm's own fixed cost, measured by timing it on
+a tiny array (``algorithms.measure_latencies``); the model then keeps the formula's byte terms
+and puts the measured fixed cost in place of its alpha terms.
 """
 import math
 import time
@@ -37,6 +44,8 @@ class LinkModel:
     alpha: float          # s per message
     beta: float           # s per byte
     gamma: float = 0.0    # s per byte reduced
+    latency: tuple = ()   # ((algorithm name, s), ...): an algorithm's measured time at ~0 bytes,
+                          # which replaces the alpha terms of its formula (algorithms.py)
 
 
 def predict(algorithm, p, nbytes, link):

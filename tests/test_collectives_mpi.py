@@ -42,7 +42,8 @@ def test_tutorial_03_passes_on_4_ranks():
 def test_benchmark_quick_run_writes_json_and_png(tmp_path):
     run_mpi("benchmarks.collectives", 2, "--quick", "--out", tmp_path, timeout=150)
     data = json.loads((tmp_path / "collectives.json").read_text())
-    assert data["ranks"] == 2 and {"ring", "mpi", "tree"} <= set(data["seconds"])
+    assert data["ranks"] == 2 and {"ring", "mpi", "tree", "auto"} <= set(data["seconds"])
+    assert len(data["auto_choice"]) == len(data["sizes"]) and "mpi" not in data["auto_choice"]
     assert (tmp_path / "collectives.png").stat().st_size > 0
 
 
