@@ -48,6 +48,7 @@ from strategies import STRATEGIES, loop, train
 from strategies.base import Single
 
 from benchmarks import measure
+from benchmarks.mpi_runs import cpu_busy, epoch_throughputs, idle_barrier, on_first
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
@@ -61,42 +62,6 @@ RUNS = {                                                  # label: the runner's 
 SCALING = "--strategy dp --algorithm ring --model mlp --dataset fashion-mnist --lr 0.1 --seed 0 --quiet"
 OVERLAP_BUCKET_BYTES = 64 << 10   # the MLP's last layer in one bucket, its first layer in another
 ETHERNET = costmodel.LinkModel(alpha=30e-6, beta=1 / 1.25e9, gamma=0.0)   # assumed: 10 Gb/s, MPI over TCP
-
-
-def idle_barrier(comm, poll=0.05):
-    """A barrier whose waiting ranks sleep between polls instead of spinning on a core."""
-    request = comm.mpi_comm.Ibarrier()
-    while not request.Test():
-        time.sleep(poll)
-
-
-def cpu_busy(seconds=1.0):
-    """Fraction of the machine's CPU time that was busy over ``seconds`` (/proc/stat), measured
-    while every rank of this job sleeps: what OTHER work is doing to our timings."""
-    def snapshot():
-        with open("/proc/stat") as f:
-            ticks = [int(v) for v in f.readline().split()[1:]]
-        return ticks[3] + ticks[4], sum(ticks)                         # idle + iowait, total
-    idle0, total0 = snapshot()
-    time.sleep(seconds)
-    idle1, total1 = snapshot()
-    return 1 - (idle1 - idle0) / max(total1 - total0, 1)
-
-
-def on_first(comm, p, fn):
-    """fn(sub) on ranks 0 .. p-1 (``sub`` their communicator) while the rest sleep; rank 0's result."""
-    sub = comm.split(0 if comm.rank < p else None, comm.rank)
-    result = fn(sub) if sub is not None else None
-    idle_barrier(comm)
-    return result
-
-
-def epoch_throughputs(epochs, batch):
-    """Samples/s of each epoch after the first (which warms up), from the record's cumulative times."""
-    steps = [0] + [e["steps"] for e in epochs]
-    seconds = [0.0] + [e["train_seconds"] for e in epochs]
-    rates = [(steps[i + 1] - steps[i]) * batch / (seconds[i + 1] - seconds[i]) for i in range(len(epochs))]
-    return rates[1:] or rates
 
 
 def compute_seconds(dataset, batch, steps):

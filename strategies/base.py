@@ -18,6 +18,7 @@ What a rank does is explicit, so that ranks may differ (a parameter server, a pi
     eval_model(comm)      the whole model, on every rank (what is evaluated, saved and hashed)
     bytes_per_step()      the traffic formula, {role: bytes each rank of that role sends per
                           step}, seeing the model and the flags; None: not modelled
+    drain(), report(comm)  finish what is in flight when training pauses; extra record entries
     add_arguments(parser), check(world_size, args), from_args(model, comm, args): its own
                           flags, the reasons it cannot run, how the runner builds it
 
@@ -131,6 +132,16 @@ class Strategy:
 
     def after_step(self):
         """Called after the optimiser step and ``self.steps += 1`` (LocalSGD, Gossip average here)."""
+
+    def drain(self):
+        """Called on every rank whenever training pauses (the end of each epoch, the end of the
+        run), before anything collective over the metrics communicator: complete every message
+        still in flight (a parameter server answering late pushes). Default: nothing in flight."""
+
+    def report(self, metrics_comm):
+        """Extra entries of the run's record, the same dict on every rank (collective over
+        ``metrics_comm``): a server's staleness histogram, per-role time split, ... Default: {}."""
+        return {}
 
     # -- looking at the model ---------------------------------------------------------------
     def eval_model(self, metrics_comm):

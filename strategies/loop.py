@@ -112,6 +112,7 @@ def run(args, comm, dataset=None, check=None):
         bar = tqdm(total=len(order), desc=f"epoch {epoch}", leave=False, file=sys.stderr) if progress else None
         tic = time.perf_counter()
         loss_sum, rows, steps = train_epoch(strategy, optimizer, order, steps, args.max_steps, bar)
+        strategy.drain()                                   # nothing in flight past this point
         train_seconds += time.perf_counter() - tic
         if bar is not None:
             bar.close()
@@ -154,7 +155,8 @@ def finish(args, comm, metrics_comm, strategy, run_state, say):
                   formula_bytes_per_rank_per_step=records.mean_formula_per_step(traffic["roles"]),
                   roles=traffic["roles"], communicators=traffic["communicators"],
                   comm_seconds_per_rank=float(comm_seconds), comm_share=float(comm_seconds) / s["train_seconds"],
-                  params_sha256=records.params_sha256(final), loadavg=records.loadavg())
+                  params_sha256=records.params_sha256(final), loadavg=records.loadavg(),
+                  **strategy.report(metrics_comm))
     records.write_outputs(record, final, args, comm.rank)
     if args.out:
         say(f"record written to {args.out}")

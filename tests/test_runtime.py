@@ -222,3 +222,20 @@ def test_the_toy_server_needs_a_batch_that_divides_over_its_workers(registered):
     args = train.parse_args([*COMMON, "--strategy", "toy-server", "--batch-size", "33"])
     comm = type("Comm", (), {"size": 3, "rank": 0})()
     assert "must divide evenly over the 2 data-parallel ranks" in train.check(args, comm, n_train=4000)
+
+
+def test_the_runner_drains_every_epoch_and_records_the_strategys_report(monkeypatch, tmp_path):
+    class Reporting(ToyServer):
+        name = "toy-reporting"
+        drains = 0
+
+        def drain(self):
+            self.drains += 1          # the end of each epoch: nothing may be in flight after it
+
+        def report(self, metrics_comm):
+            total = collectives.allreduce(metrics_comm, np.array([self.drains]), "tree", "sum", check=False)
+            return {"drains_over_ranks": int(total[0])}
+
+    monkeypatch.setitem(STRATEGIES, Reporting.name, Reporting)
+    record = run(Reporting.name, 3, tmp_path)[0]
+    assert record["drains_over_ranks"] == 3 * len(record["epochs"])     # every rank, every epoch
