@@ -180,8 +180,10 @@ def spawn(fn, world_size, timeout=30.0):
     for thread in threads:
         thread.join()
     if errors:
-        # Ranks that only failed because another rank exited are consequences, not causes.
-        causes = {r: e for r, e in errors.items() if not isinstance(e, RankExitedError)} or errors
+        # Ranks that only failed because another rank exited, or that waited in vain for one
+        # that had raised, are consequences, not causes.
+        waits = (RankExitedError, DeadlockError)
+        causes = {r: e for r, e in errors.items() if not isinstance(e, waits)} or errors
         first = min(causes)
         raise RankError(first, world_size, causes) from causes[first]
     return results

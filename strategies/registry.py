@@ -9,10 +9,14 @@ from strategies.base import Single
 from strategies.data_parallel import DataParallel
 from strategies.gossip import Gossip
 from strategies.local_sgd import LocalSGD
+from strategies.parameter_server import PSAsync, PSSSP, PSSync
 
 STRATEGIES = {cls.name: cls for cls in (
     Single,          # one rank, the whole global batch: the reference
     DataParallel,    # MATH A1, F10
     LocalSGD,        # MATH F11
     Gossip,          # MATH A6
+    PSSync,          # MATH A2, A3: synchronous parameter server (backup workers)
+    PSAsync,         # MATH A3: Downpour, applied on arrival
+    PSSSP,           # MATH A3: stale synchronous parallel
 )}

@@ -80,8 +80,11 @@ def build_parser(quiet=False):
     run_group.add_argument("--out", default=None, help="write the JSON record here (rank 0)")
     run_group.add_argument("--save-params", default=None, help="write the whole final model here (.npz, rank 0)")
     run_group.add_argument("--quiet", action="store_true", help="no progress bar, no per-epoch lines")
+    added = set()          # a family of strategies (ps-sync, ps-async, ...) shares one group
     for cls in STRATEGIES.values():
-        cls.add_arguments(p)
+        if cls.add_arguments.__func__ not in added:
+            added.add(cls.add_arguments.__func__)
+            cls.add_arguments(p)
     return p
 
 

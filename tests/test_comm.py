@@ -203,3 +203,19 @@ def test_status_is_a_value():
     assert Status(1, Tag.GRADIENT, 8) == Status(1, 1, 8)
     with pytest.raises(AttributeError):
         Status(1, 1, 8).source = 2
+
+
+def test_spawn_names_the_rank_that_raised_not_the_one_that_waited_for_it_in_vain():
+    """Rank 2 raises; rank 0, waiting on ANY_SOURCE while rank 1 still lives, can only time out.
+    The RankError names rank 2 (the cause), not rank 0 (a consequence)."""
+    def on(comm):
+        if comm.rank == 0:
+            comm.recv(numpy.empty(1), ANY_SOURCE, Tag.GRADIENT)
+        elif comm.rank == 1:
+            comm.recv(numpy.empty(1), 0, Tag.PARAMETERS)               # waits on rank 0
+        else:
+            raise ValueError("rank 2 fails on purpose")
+
+    with pytest.raises(collectives.RankError, match="rank 2 of 3 raised ValueError") as failed:
+        collectives.spawn(on, 3, timeout=0.5)
+    assert isinstance(failed.value.__cause__, ValueError)
