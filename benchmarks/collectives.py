@@ -179,7 +179,7 @@ def main():
         measure.save_json(result, args.out / "collectives.json")
         plot(result, args.out / "collectives.png")
         ratio = dict(zip(sizes, result["ring_over_mpi_throughput"]))
-        say(f"\nring / MPI.Allreduce throughput: "
+        say("\nring / MPI.Allreduce throughput: "
             + ", ".join(f"{n >> 20} MiB: {ratio[n]:.2f}" for n in sizes if n >= 16 << 20))
         auto = dict(zip(sizes, result["auto_over_mpi_throughput"]))
         say("auto / MPI.Allreduce throughput: "

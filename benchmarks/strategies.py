@@ -48,7 +48,7 @@ from strategies import STRATEGIES, loop, train
 from strategies.base import Single
 
 from benchmarks import measure
-from benchmarks.mpi_runs import cpu_busy, epoch_throughputs, idle_barrier, on_first
+from benchmarks.mpi_runs import cpu_busy, epoch_throughputs, on_first
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 

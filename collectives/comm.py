@@ -36,7 +36,7 @@ from dataclasses import dataclass
 
 import numpy
 
-from collectives.counters import Counters, CounterTree
+from collectives.counters import CounterTree
 from collectives.tags import TAG_MAX, Tag
 from engine.backend import device_of
 

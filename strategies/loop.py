@@ -74,7 +74,8 @@ def setup(args, comm):
 
 
 def run(args, comm, dataset=None, check=None):
-    """Train with ``args`` on ``comm``; returns the record (the same dict on every rank), or
+    """Train with ``args`` on ``comm``; returns the record (the same dict on every rank but for
+    its own timings and the hash of its own whole model), or
     ``{"error": message}`` on every rank when any rank could not start. ``dataset``: the four
     arrays, already loaded (the benchmark passes them to avoid reloading per run). ``check``:
     check(args, comm, n_train) -> a reason this rank cannot start, or None (the command line's)."""
