@@ -6,6 +6,9 @@ the asynchronous variants (every push applied once, versions increasing, theta =
 the logged updates, SSP's bound); backup workers (counts exact, nothing in flight after
 drain); bytes per role == formula exactly; bad flags; a failing worker.
 """
+import pathlib
+import sys
+
 import numpy as np
 import pytest
 
@@ -13,6 +16,9 @@ import collectives
 from collectives import ANY_SOURCE, ANY_TAG
 from strategies import STRATEGIES, loop, train
 from strategies.parameter_server import PSAsync, PSSSP, PSSync
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent / "mpi"))
+from saved_params import max_diff  # noqa: E402  (tests/mpi/saved_params.py)
 
 COMMON = ["--quiet", "--dtype", "float64", "--epochs", "2", "--max-steps", "12", "--batch-size", "96"]
 OPTIMIZERS = {"sgd": [], "momentum": ["--momentum", "0.9"], "adam": ["--optimizer", "adam", "--lr", "0.01"]}
@@ -27,17 +33,6 @@ def run(data, strategy, ranks, *extra, save=None, timeout=60):
     args = train.parse_args([*COMMON, "--strategy", strategy, *extra])
     args.save_params = save and str(save)
     return collectives.spawn(lambda comm: train.run(args, comm, data[args.dtype]), ranks, timeout=timeout)
-
-
-def saved(path):
-    with np.load(path) as f:
-        return {k: f[k] for k in f.files}
-
-
-def max_diff(a, b):
-    a, b = saved(a), saved(b)
-    assert a.keys() == b.keys()
-    return max(float(np.abs(a[k].astype(np.float64) - b[k]).max()) for k in a)
 
 
 def assert_bytes_match_formula(record):

@@ -23,12 +23,12 @@ import sys
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[2]))  # the repository root
 
-import numpy  # noqa: E402
-
 import collectives  # noqa: E402
 from engine.process import configure_process  # noqa: E402
 from strategies import STRATEGIES, loop, train  # noqa: E402
 from strategies.parameter_server import PSSync  # noqa: E402
+
+from saved_params import max_diff  # noqa: E402  (tests/mpi/saved_params.py)
 
 STEPS, FLOAT64_TOL, FLOAT32_TOL = 12, 1e-10, 1e-6
 OPTIMIZERS = {"sgd": [], "momentum": ["--momentum", "0.9"], "adam": ["--optimizer", "adam", "--lr", "0.01"]}
@@ -37,15 +37,6 @@ OPTIMIZERS = {"sgd": [], "momentum": ["--momentum", "0.9"], "adam": ["--optimize
 def flags(strategy, dtype="float64", *extra):
     return train.parse_args(["--strategy", strategy, "--dtype", dtype, "--max-steps", str(STEPS),
                              "--epochs", "2", "--batch-size", "96", "--quiet", *extra])
-
-
-def params(path):
-    with numpy.load(path) as f:
-        return [f[k] for k in sorted(f.files)]
-
-
-def max_diff(a, b):
-    return max(float(numpy.abs(x.astype(numpy.float64) - y).max()) for x, y in zip(params(a), params(b)))
 
 
 def failing(rank):

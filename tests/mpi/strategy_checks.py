@@ -30,6 +30,8 @@ from engine.process import configure_process  # noqa: E402
 from strategies import loop, train  # noqa: E402
 from strategies.grid import Grid  # noqa: E402
 
+from saved_params import load, max_diff  # noqa: E402  (tests/mpi/saved_params.py)
+
 import numpy  # noqa: E402
 
 import collectives  # noqa: E402
@@ -41,15 +43,6 @@ FLOAT64_TOL, FLOAT32_TOL = 1e-10, 1e-6
 def flags(strategy, dtype="float64", steps=STEPS, *extra):
     return train.parse_args(["--strategy", strategy, "--dtype", dtype, "--max-steps", str(steps),
                              "--epochs", "1", "--batch-size", "64", "--quiet", *extra])
-
-
-def params(path):
-    with numpy.load(path) as f:
-        return [f[k] for k in sorted(f.files)]
-
-
-def max_diff(a, b):
-    return max(float(numpy.abs(x.astype(numpy.float64) - y).max()) for x, y in zip(a, b))
 
 
 def main():
@@ -79,12 +72,11 @@ def main():
         args.save_params = str(out / f"single-{dtype}.npz") if comm.rank == 0 else None
         assert "error" not in train.run(args, alone, data[dtype])
     comm.barrier()
-    single64, single32 = params(out / "single-float64.npz"), params(out / "single-float32.npz")
 
     hashes = {}
     for algorithm in ("ring", "tree", "recursive-doubling", "naive", "mpi", "auto"):
         record = launch(flags("dp", "float64", STEPS, "--algorithm", algorithm), name=f"dp-{algorithm}")
-        error = max_diff(params(out / f"dp-{algorithm}.npz"), single64) if comm.rank == 0 else 0.0
+        error = max_diff(out / f"dp-{algorithm}.npz", out / "single-float64.npz") if comm.rank == 0 else 0.0
         assert error <= FLOAT64_TOL, f"dp {algorithm}: {error} > {FLOAT64_TOL}"
         ok(f"dp --algorithm {algorithm:<18} == single, {STEPS} steps, float64, max |diff|", error)
         hashes[algorithm] = record["params_sha256"]
@@ -96,18 +88,18 @@ def main():
     ok("every rank holds bit-identical replicas; bytes/rank/step == formula for the hand-written all-reduces")
 
     record = launch(flags("dp", "float32"), name="dp-float32")
-    error = max_diff(params(out / "dp-float32.npz"), single32) if comm.rank == 0 else 0.0
+    error = max_diff(out / "dp-float32.npz", out / "single-float32.npz") if comm.rank == 0 else 0.0
     assert error <= FLOAT32_TOL, f"dp float32: {error} > {FLOAT32_TOL}"
     ok(f"dp --algorithm ring == single, {STEPS} steps, float32, max |diff|", error)
     again = launch(flags("dp", "float32"), name="dp-float32-again")
     if comm.rank == 0:
-        assert all(numpy.array_equal(a, b) for a, b in zip(params(out / "dp-float32.npz"),
-                                                            params(out / "dp-float32-again.npz")))
+        first, second = load(out / "dp-float32.npz"), load(out / "dp-float32-again.npz")
+        assert first.keys() == second.keys() and all(numpy.array_equal(first[k], second[k]) for k in first)
     assert record["params_sha256"] == again["params_sha256"]
     ok("the same run twice: bit-identical parameters (sha256 " + record["params_sha256"][:12] + ")")
 
     local = launch(flags("local-sgd", "float64", STEPS, "--period", "1"), name="local-sgd-h1")
-    error = max_diff(params(out / "local-sgd-h1.npz"), params(out / "dp-ring.npz")) if comm.rank == 0 else 0.0
+    error = max_diff(out / "local-sgd-h1.npz", out / "dp-ring.npz") if comm.rank == 0 else 0.0
     assert error <= FLOAT64_TOL, f"local-sgd H=1: {error}"
     assert local["bytes_sent_per_rank_per_step"] == local["formula_bytes_per_rank_per_step"]
     ok("local-sgd --period 1 (plain SGD) == dp, float64, max |diff|", error)
