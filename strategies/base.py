@@ -18,6 +18,8 @@ What a rank does is explicit, so that ranks may differ (a parameter server, a pi
     eval_model(comm)      the whole model, on every rank (what is evaluated, saved and hashed)
     bytes_per_step()      the traffic formula, {role: bytes each rank of that role sends per
                           step}, seeing the model and the flags; None: not modelled
+    begin_epoch(loader, steps)  an epoch of ``steps`` global batches starts (a parameter
+                          server's schedule hands out chunks of ``loader``'s batches)
     drain(), report(comm)  finish what is in flight when training pauses; extra record entries
     add_arguments(parser), check(world_size, args), from_args(model, comm, args): its own
                           flags, the reasons it cannot run, how the runner builds it
@@ -132,6 +134,11 @@ class Strategy:
 
     def after_step(self):
         """Called after the optimiser step and ``self.steps += 1`` (LocalSGD, Gossip average here)."""
+
+    def begin_epoch(self, loader, steps):
+        """Called on every rank before an epoch of ``steps`` train_step calls over ``loader``
+        (a RankLoader: ``loader.take(step, rows)`` reads any rows of the epoch's batches).
+        Default: nothing to prepare."""
 
     def drain(self):
         """Called on every rank whenever training pauses (the end of each epoch, the end of the

@@ -14,18 +14,31 @@ class RankLoader:
     The order is ``DataLoader``'s (engine/data/loader.py) over the row numbers, so a K-rank
     run and the single-process run at batch B visit exactly the same samples in the same order.
     A rank with no rows (a parameter server) gets empty batches, one per step all the same.
+
+    ``take(step, rows)`` reads any rows of any global batch of the epoch being iterated: a
+    parameter-server worker trains on the chunk its server hands it, not on fixed rows.
     """
 
     def __init__(self, X, y, batch_size, rows, seed=0):
         n = len(X)
-        self.X, self.y, self.rows = X, y, rows
+        self.X, self.y, self.rows, self.batch_size = X, y, rows, batch_size
         self.order = data.DataLoader(numpy.arange(n), numpy.arange(n), batch_size, shuffle=True,
                                      seed=seed, drop_last=True)
+        self.batches = None                            # (steps, B) row numbers of this epoch
 
     def __len__(self):
         return len(self.order)
 
     def __iter__(self):
-        for batch, _ in self.order:                    # (B,) global row numbers
-            mine = batch.numpy()[self.rows]            # (B/K,) this rank's
-            yield Tensor(self.X[mine]), Tensor(self.y[mine])
+        self.batches = numpy.stack([batch.numpy() for batch, _ in self.order])
+        for step in range(len(self.batches)):
+            yield self.take(step, self.rows)
+
+    def take(self, step, rows):
+        """(X, y) of ``rows`` (a slice of 0 .. B-1) of global batch ``step`` of this epoch."""
+        if self.batches is None:
+            raise RuntimeError("RankLoader.take: no epoch yet (iterate over the loader first)")
+        if not 0 <= step < len(self.batches):
+            raise IndexError(f"RankLoader.take: step {step} outside the epoch's 0 .. {len(self.batches) - 1}")
+        mine = self.batches[step][rows]                # (|rows|,) global row numbers
+        return Tensor(self.X[mine]), Tensor(self.y[mine])

@@ -48,18 +48,22 @@ def sum_over_ranks(comm, *values):
     return collectives.allreduce(comm, numpy.array(values, numpy.float64), "tree", "sum", check=False)
 
 
-def train_epoch(strategy, optimizer, loader, steps, max_steps=None, bar=None):
-    """One pass over ``loader`` (or up to ``max_steps`` steps in all); returns this rank's
-    (sum of per-sample losses, rows scored, steps so far). ``bar``: a tqdm bar, or None."""
+def train_epoch(strategy, optimizer, loader, steps, bar=None):
+    """``steps`` steps over ``loader`` (at most one pass); returns this rank's (sum of
+    per-sample losses, rows scored). ``bar``: a tqdm bar, or None."""
+    strategy.begin_epoch(loader, steps)
     loss_sum, rows = 0.0, 0
-    for xb, yb in loader:                                      # this rank's rows of a global batch
+    for _, (xb, yb) in zip(range(steps), loader):           # this rank's rows of a global batch
         result = strategy.train_step(optimizer, F.cross_entropy, xb, yb)
-        loss_sum, rows, steps = loss_sum + result.loss_sum, rows + result.rows, steps + 1
+        loss_sum, rows = loss_sum + result.loss_sum, rows + result.rows
         if bar is not None:
             bar.update()
-        if max_steps and steps >= max_steps:
-            break
-    return loss_sum, rows, steps
+    return loss_sum, rows
+
+
+def epoch_steps(batches, steps_so_far, max_steps=None):
+    """How many steps the next epoch takes: all its batches, or what is left of ``max_steps``."""
+    return batches if not max_steps else min(batches, max_steps - steps_so_far)
 
 
 def setup(args, comm):
@@ -110,9 +114,11 @@ def run(args, comm, dataset=None, check=None):
     epochs, train_seconds, steps = [], 0.0, 0
     start = time.perf_counter()
     for epoch in range(1, args.epochs + 1):
-        bar = tqdm(total=len(order), desc=f"epoch {epoch}", leave=False, file=sys.stderr) if progress else None
+        this_epoch = epoch_steps(len(order), steps, args.max_steps)
+        bar = tqdm(total=this_epoch, desc=f"epoch {epoch}", leave=False, file=sys.stderr) if progress else None
         tic = time.perf_counter()
-        loss_sum, rows, steps = train_epoch(strategy, optimizer, order, steps, args.max_steps, bar)
+        loss_sum, rows = train_epoch(strategy, optimizer, order, this_epoch, bar)
+        steps += this_epoch
         strategy.drain()                                   # nothing in flight past this point
         train_seconds += time.perf_counter() - tic
         if bar is not None:

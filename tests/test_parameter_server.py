@@ -20,6 +20,7 @@ from strategies.parameter_server import PSAsync, PSSSP, PSSync
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent / "mpi"))
 from saved_params import max_diff  # noqa: E402  (tests/mpi/saved_params.py)
 
+EPOCHS_OF_4 = ["--batch-size", "960", "--max-steps", "6"]    # 4 steps, then 2: an epoch boundary
 COMMON = ["--quiet", "--dtype", "float64", "--epochs", "2", "--max-steps", "12", "--batch-size", "96"]
 OPTIMIZERS = {"sgd": [], "momentum": ["--momentum", "0.9"], "adam": ["--optimizer", "adam", "--lr", "0.01"]}
 
@@ -38,7 +39,20 @@ def run(data, strategy, ranks, *extra, save=None, timeout=60):
 def assert_bytes_match_formula(record):
     for role, entry in record["roles"].items():
         assert entry["bytes_sent_per_rank_per_step"] == entry["formula_bytes_sent_per_rank_per_step"], role
-    assert record["bytes_sent_per_rank_per_step"] == record["formula_bytes_per_rank_per_step"]
+    assert record["bytes_sent_per_rank_per_step"] == pytest.approx(   # a mean of means: rounding
+        record["formula_bytes_per_rank_per_step"], rel=1e-14)
+
+
+def test_the_schedule_hands_out_chunks_of_b_over_w_rows():
+    """Chunk c = share c mod W of global batch c div W; in_step follows the server's version,
+    first_come the next free chunk; NONE_LEFT after the epoch's W x steps chunks."""
+    from strategies.parameter_server.schedule import NONE_LEFT, Schedule, chunk_rows
+    assert chunk_rows(7, 3, 96) == (2, slice(32, 64))
+    schedule = Schedule(workers=3, first_worker=1)
+    schedule.begin(steps=2, version=10)
+    assert [schedule.first_come() for _ in range(4)] == [3, 4, 5, NONE_LEFT]   # 0, 1, 2: at the start
+    assert [schedule.in_step(worker, 11) for worker in (1, 2, 3)] == [3, 4, 5]
+    assert schedule.in_step(2, 12) == NONE_LEFT
 
 
 @pytest.mark.parametrize("servers", [1, 2])
@@ -59,6 +73,14 @@ def test_ps_sync_equals_the_single_process_at_the_same_global_batch(data, tmp_pa
     assert_bytes_match_formula(record)
 
 
+def test_ps_sync_equals_the_single_process_across_an_epoch_boundary(data, tmp_path):
+    run(data, "single", 1, *EPOCHS_OF_4, save=tmp_path / "single.npz")
+    record = run(data, "ps-sync", 4, "--servers", "2", *EPOCHS_OF_4, save=tmp_path / "ps.npz")[0]
+    assert [epoch["steps"] for epoch in record["epochs"]] == [4, 6]
+    assert max_diff(tmp_path / "ps.npz", tmp_path / "single.npz") <= 1e-10
+    assert record["chunks_per_worker"] == {"2": 6, "3": 6}
+
+
 def test_ps_sync_in_float32_stays_within_the_measured_tolerance(data, tmp_path):
     run(data, "single", 1, "--dtype", "float32", save=tmp_path / "single.npz")
     run(data, "ps-sync", 4, "--dtype", "float32", save=tmp_path / "ps.npz")
@@ -77,9 +99,12 @@ def test_ssp_with_staleness_0_equals_ps_sync_with_plain_sgd(data, tmp_path, serv
 
 
 def bytes_by_hand(record, servers):
+    """Per step: a worker n + 16 S (one push per global batch on average: W x steps chunks
+    over W workers), plus 16 (S - 1) per epoch when it leaves; a server W (n_j + 16)."""
     n = record["n_params"] * 8                                 # float64 theta, 2 blocks of n/2
-    workers = record["world_size"] - servers
-    return {"worker": n + 8 * servers, "server": workers * (n / servers + 8)}
+    workers, steps, epochs = record["world_size"] - servers, record["steps"], len(record["epochs"])
+    return {"worker": n + 16 * servers + 16 * (servers - 1) * epochs / steps,
+            "server": workers * (n / servers + 16)}
 
 
 @pytest.mark.parametrize("strategy, servers", [("ps-sync", 1), ("ps-sync", 2), ("ps-async", 1),
@@ -89,8 +114,9 @@ def test_bytes_per_role_equal_the_formula_with_headers(data, strategy, servers):
     assert_bytes_match_formula(record)
     for role, expected in bytes_by_hand(record, servers).items():
         assert record["roles"][role]["bytes_sent_per_rank_per_step"] == expected, role
-    assert record["roles"]["server"]["bytes_received_per_rank"] == \
-        record["roles"]["server"]["bytes_sent_per_rank"]      # every push answered: as much in as out
+    server = record["roles"]["server"]
+    leaves = 16 * (4 - servers) * len(record["epochs"]) * (servers - 1) / servers   # servers 1..S-1
+    assert server["bytes_received_per_rank"] == server["bytes_sent_per_rank"] + leaves  # each push answered
 
 
 @pytest.fixture
@@ -102,14 +128,15 @@ def logged(monkeypatch):
         class Logged(base):
             def __init__(self, *args, **kwargs):
                 super().__init__(*args, **kwargs)
-                self.theta_0, self.pushes, self.updates = self.theta.copy(), [], []
+                self.theta_0, self.received, self.updates = self.theta.copy(), [], []
                 if self.role == "server":
                     servers.append(self)
 
             def receive(self):
-                worker, version, block = super().receive()
-                self.pushes.append((worker, version))
-                return worker, version, block
+                push = super().receive()
+                if push is not None:
+                    self.received.append(push[:3])                 # (worker, version, chunk)
+                return push
 
             def apply(self, optimizer, block, tau):
                 scale = optimizer.defaults["lr"] / self.workers / (max(1, tau) if self.staleness_lr else 1)
@@ -125,7 +152,10 @@ def logged(monkeypatch):
 
 @pytest.mark.parametrize("flags", [["ps-async"], ["ps-async", "--staleness-lr"], ["ps-async", "--servers", "2"],
                                    ["ps-ssp", "--staleness", "1", "--staleness-lr"],
-                                   ["ps-ssp", "--staleness", "1", "--slow-rank", "3", "--slow-factor", "3"]])
+                                   ["ps-ssp", "--staleness", "1", "--slow-rank", "3", "--slow-factor", "3"],
+                                   ["ps-async", *EPOCHS_OF_4, "--slow-rank", "3", "--slow-factor", "4"],
+                                   ["ps-ssp", *EPOCHS_OF_4, "--servers", "2", "--slow-rank", "3",
+                                    "--slow-factor", "4"]])
 def test_asynchronous_invariants(data, logged, flags):
     strategy, extra = flags[0], flags[1:]
     record = run(data, strategy, 4, *extra)[0]
@@ -133,15 +163,22 @@ def test_asynchronous_invariants(data, logged, flags):
     W = 4 - S
     for server in logged:
         lo, hi = server.bounds[server.comm.rank]
-        pushed = [worker for worker, _version in server.pushes]
-        assert sorted(pushed) == sorted(list(range(S, 4)) * steps)   # each push applied exactly once
+        chunks = [chunk for _worker, _version, chunk in server.received]
+        per_epoch = [epoch["steps"] - before["steps"] for before, epoch in
+                     zip([{"steps": 0}] + record["epochs"], record["epochs"])]
+        assert sorted(chunks) == sorted(c for T in per_epoch for c in range(T * W))  # each chunk once
+        assert len(server.received) == steps * W                         # ... and each push applied once
         assert [version for _tau, version, _u in server.updates] == list(range(1, steps * W + 1))
         applied = server.theta_0[lo:hi] - sum(update for _tau, _version, update in server.updates)
         assert np.abs(server.shard.data - applied).max() <= 1e-12    # theta = theta_0 - sum of updates
     assert sum(record["staleness_histogram"].values()) == record["updates_applied"] == steps * W * S
     assert sum(record["reply_clock_leads"].values()) == steps * W * S
+    chunks = record["chunks_per_worker"]
+    assert sum(chunks.values()) == steps * W
+    if strategy == "ps-async" and "--slow-rank" in extra:                   # first come, first served
+        assert chunks["3"] < min(chunks["1"], chunks["2"]), chunks
     if strategy == "ps-ssp":
-        s = 1
+        s = train.parse_args(extra).staleness
         assert max(map(int, record["reply_clock_leads"])) <= s              # Ho et al.'s bound, in clocks
         assert max(map(int, record["staleness_histogram"])) <= (W - 1) * (2 * s + 1)   # ... in updates
     assert_bytes_match_formula(record)
@@ -166,8 +203,7 @@ def drained(monkeypatch):
         def drain(self):
             super().drain()
             if self.role == "server":
-                leftovers.append((self.handled - self.workers * self.steps,
-                                  self.comm.iprobe(ANY_SOURCE, ANY_TAG)))
+                leftovers.append((len(self.left), self.comm.iprobe(ANY_SOURCE, ANY_TAG)))
 
     monkeypatch.setitem(STRATEGIES, PSSync.name, Checked)
     return leftovers
@@ -179,11 +215,14 @@ def test_backup_workers_count_steps_and_drops_and_leave_nothing_in_flight(data, 
     steps = record["steps"]
     assert steps == 12
     assert record["updates_applied"] == steps * 2                     # W - b = 2 gradients per step
-    assert record["gradients_dropped"] == steps * 1                   # every other push: b per step
-    assert drained and all(leftover == (0, None) for leftover in drained)
+    pushes = sum(record["chunks_per_worker"].values())
+    assert record["gradients_dropped"] == pushes - steps * 2          # the rest: late, dropped
+    assert drained and all(leftover == (3, None) for leftover in drained)   # all left, nothing unread
     assert_bytes_match_formula(record)                                 # every push answered once
     if slow:
-        print(f"backup worker, rank 1 four times slower: time split {record['time_split']}")
+        chunks = record["chunks_per_worker"]
+        print(f"backup worker, rank 1 four times slower: chunks {chunks}, time split {record['time_split']}")
+        assert chunks["1"] < min(chunks["2"], chunks["3"])             # it skips what it missed
 
 
 def test_report_has_a_time_split_per_role_and_a_bounded_timeline(data):
@@ -256,3 +295,16 @@ def test_the_cost_model_makes_one_server_the_bottleneck_and_s_servers_divide_it(
     latency = LinkModel(alpha=1e-5, beta=0.0)
     assert ps_step_seconds(64, 1, n, latency) == pytest.approx(2 * 64 * 1e-5)
     assert ring_step_seconds(64, n, latency) == pytest.approx(2 * 63 * 1e-5)
+
+
+def test_a_worker_driven_without_begin_epoch_says_so():
+    """A loop of one's own must call begin_epoch (the runner does): a clear error, no hang."""
+    from engine import models
+
+    def step(comm):
+        strategy = PSSync(models.build("mlp"), comm)
+        if strategy.role == "worker":
+            strategy.train_step(None, None, None, None)
+
+    with pytest.raises(collectives.RankError, match="worker 1: begin_epoch was not called"):
+        collectives.spawn(step, 2, timeout=5)

@@ -57,5 +57,8 @@ def test_benchmark_quick_run_writes_json_and_png(tmp_path):
     data = json.loads((tmp_path / "parameter_server.json").read_text())
     assert {"ps-sync", "ps-async, straggler", "ps-sync --backup-workers 1, straggler"} <= set(data["runs"])
     assert set(data["cost_model"]) == {"1 server", "2 servers", "4 servers", "ring (no server)"}
-    assert data["runs"]["ps-async"]["updates_applied"] == 40 * 3                 # every push applied once
+    run = data["runs"]["ps-async"]
+    assert run["steps"] == 10 and run["updates_applied"] == run["steps"] * 3    # every push applied once
+    assert sum(data["runs"]["ps-async, straggler"]["chunks_per_worker"].values()) == 10 * 3
+    assert data["repeats"] == 1 and all(len(g["per_round"]) == 1 for g in data["goals"].values())
     assert (tmp_path / "parameter_server.png").stat().st_size > 0

@@ -351,7 +351,7 @@ def test_rank_0_shows_a_progress_bar_unless_quiet(capsys):
     args = train.parse_args(["--max-steps", "3", "--epochs", "1"])
     collectives.spawn(lambda comm: train.run(args, comm), 2)
     err = capsys.readouterr().err
-    assert "epoch 1:" in err and "/62 " in err                         # tqdm, on stderr, rank 0 only
+    assert "epoch 1:" in err and "/3 " in err       # tqdm on stderr, rank 0 only; total: the epoch's steps
     args.quiet = True
     collectives.spawn(lambda comm: train.run(args, comm), 2)
     assert "epoch 1:" not in capsys.readouterr().err
@@ -395,3 +395,17 @@ def test_runner_feeds_images_to_a_convolutional_model_and_dp_still_equals_single
     one = collectives.spawn(lambda comm: train.run(flags("--strategy", "single", *common), comm), 1)[0]
     two = collectives.spawn(lambda comm: train.run(flags("--strategy", "dp", *common), comm), 2)[0]
     assert two["epochs"][0]["loss"] == pytest.approx(one["epochs"][0]["loss"], abs=1e-12)
+
+
+def test_rank_loader_takes_any_rows_of_the_epoch_it_is_iterating():
+    X, y = np.arange(40, dtype=np.float64).reshape(20, 2), np.arange(20)
+    loader = RankLoader(X, y, 4, slice(1, 3), seed=3)
+    with pytest.raises(RuntimeError, match="no epoch yet"):
+        loader.take(0, slice(0, 2))
+    for step, (xb, yb) in enumerate(loader):
+        same_x, same_y = loader.take(step, slice(1, 3))
+        assert np.array_equal(xb.numpy(), same_x.numpy()) and np.array_equal(yb.numpy(), same_y.numpy())
+        whole = loader.take(step, slice(0, 4))[1].numpy()
+        assert np.array_equal(whole[1:3], yb.numpy())
+    with pytest.raises(IndexError, match="step 5 outside the epoch's 0 .. 4"):
+        loader.take(5, slice(0, 4))

@@ -12,14 +12,16 @@ has one. On K = 4 ranks (E7), rank 0 holds theta and no data, ranks 1-3 hold dat
                 tau updates old (its staleness: version at apply - version it was computed on)
 
 Sync SGD waits for the slowest worker every step; async never waits, but applies stale
-gradients. This script
+gradients. Which rows a worker trains on is the server's to say: an epoch is W x T chunks of
+B/W rows, and each reply names the worker's next chunk, so under async a fast worker takes more
+chunks than a slow one (strategies/parameter_server/schedule.py). This script
   1. runs the protocol by hand on the Comm interface (send, recv from ANY_SOURCE, Status.source)
      for three steps, each checked against the single process on the whole batch (float64, 1e-12);
   2. runs ps-sync through the runner (strategies/train.py): equal to the single process
      (float64, 1e-10), and the bytes of each role equal to the formula;
   3. slows worker 3 down three times (A10: --slow-rank 3 --slow-factor 3) and compares sync,
      async, sync with one backup worker and SSP (s = 2): each worker's steps/s, gradients
-     applied/s, and async's staleness histogram against W - 1;
+     applied/s, the chunks each worker computed, and async's staleness histogram against W - 1;
   4. ends with PASS or FAIL.
 Read strategies/parameter_server/ alongside (docs/parameter_server.md is its map).
 """
@@ -105,7 +107,7 @@ def sync_equals_single(comm, alone, steps, say, checks):
         shutil.rmtree(folder)
         say(f"2. ps-sync through the runner, {steps} steps, float64: max |theta_ps - theta_single| = {error:.1e}")
         checks[f"ps-sync == single process after {steps} steps (1e-10, float64)"] = error <= 1e-10
-    say(f"   {'role':<8}{'ranks':>6}{'bytes/rank/step':>17}{'formula':>11}   (worker: n + 8, server: W (n + 8))")
+    say(f"   {'role':<8}{'ranks':>6}{'bytes/rank/step':>17}{'formula':>11}   (worker: n + 16, server: W (n + 16): 16-byte headers)")
     for role, entry in ps["roles"].items():
         measured, formula = entry["bytes_sent_per_rank_per_step"], entry["formula_bytes_sent_per_rank_per_step"]
         say(f"   {role:<8}{len(entry['ranks']):>6}{measured:>17,.0f}{formula:>11,.0f}")
@@ -136,23 +138,28 @@ def straggler(comm, steps, say, checks):
             "sync + 1 backup, straggler": ("ps-sync", ["--backup-workers", "1", *slow], W - 1),
             "SSP s = 2, straggler": ("ps-ssp", ["--staleness", "2", *slow], 1)}
     say(f"3. LeNet-5 (its compute outweighs its 247 KB pushes), {steps} steps; worker 3 three times slower (A10)")
-    say(f"   {'':<28}{'steps/s of workers 1 2 3':>25}{'applied/s':>11}{'dropped':>9}{'mean tau':>10}")
-    rate, waiting, histogram, mean_tau = {}, {}, {}, {}
+    say(f"   {'':<28}{'steps/s of workers 1 2 3':>25}{'applied/s':>11}{'dropped':>9}{'mean tau':>10}"
+        f"{'chunks of workers 1 2 3':>26}")
+    rate, waiting, histogram, mean_tau, chunks = {}, {}, {}, {}, {}
     for name, (strategy, flags, per_apply) in runs.items():
         r = runner(comm, strategy, steps, *flags, model="lenet5")
         rate[name], waiting[name], applied = rates(r, per_apply)
         histogram[name] = {int(tau): count for tau, count in r["staleness_histogram"].items()}
         mean_tau[name] = r["mean_staleness"]
+        chunks[name] = [r["chunks_per_worker"][str(k)] for k in range(1, W + 1)]
         say(f"   {name:<28}{'':>4}" + "".join(f"{s:>7.0f}" for s in rate[name]) +
-            f"{applied:>11.0f}{r['gradients_dropped']:>9}{r['mean_staleness']:>10.2f}")
+            f"{applied:>11.0f}{r['gradients_dropped']:>9}{r['mean_staleness']:>10.2f}{'':>5}"
+            + "".join(f"{c:>7}" for c in chunks[name]))
     say("   (timings vary from run to run)")
     for name in ("async", "async, straggler"):
         say(f"   staleness histogram, {name + ':':<18}{histogram[name]}")
     say(f"   W - 1 = {W - 1}: a worker has one gradient in flight, so between its pull and its push at most the")
     say("   W - 1 others push: mean tau <= W - 1 (below it at the start, all on theta_0). The straggler's")
     say("   own gradients are the stalest: the other two push about 3 times each meanwhile.")
-    say("   Each worker still owns B/W rows of every batch, so a run lasts as long as worker 3 takes:")
-    say("   async and backup workers take the waiting away, not worker 3's work (docs/parameter_server.md)\n")
+    say("   Server 0 hands out the chunks: under sync each worker gets its share of every step; under")
+    say("   async the first to ask gets the next chunk, so workers 1 and 2 take what worker 3 does not")
+    say("   get to; with a backup worker, worker 3's late pushes are dropped and it skips to the current")
+    say("   step. Either way the epoch ends when the chunks do, not when worker 3 is done.\n")
     for name in ("async", "async, straggler"):
         checks[f"{name}: mean staleness <= W - 1"] = mean_tau[name] <= W - 1
     checks["ps-sync applies with staleness 0 only"] = set(histogram["sync"]) == {0}
@@ -163,6 +170,10 @@ def straggler(comm, steps, say, checks):
         min(waiting["sync, straggler"][:2]) > 1)
     checks["ps-async, straggler: workers 1 and 2 keep going (> 1.2x worker 3's steps/s)"] = (
         min(asynchronous[:2]) > 1.2 * asynchronous[2])
+    checks["ps-sync: every worker computes one chunk per step"] = chunks["sync, straggler"] == [steps] * W
+    checks["ps-async, straggler: workers 1 and 2 take more chunks than worker 3, none lost"] = (
+        min(chunks["async, straggler"][:2]) > chunks["async, straggler"][2]
+        and sum(chunks["async, straggler"]) == W * steps)
 
 
 def main(comm, args):

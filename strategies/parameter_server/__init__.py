@@ -10,6 +10,7 @@ Table of contents (one concept per module; docs/parameter_server.md is the lectu
 
     shards.py        which server owns which block of theta (F13); the whole model back
     protocol.py      the messages: push = header + gradient block, reply = header + theta block
+    schedule.py      which chunk of rows a worker computes next (server 0 hands them out)
     timeline.py      per-rank time per kind (compute, push, wait, pull, apply), Gantt events
     stragglers.py    --slow-rank / --slow-factor: a deterministic slow worker (A10)
     common.py        ParameterServer: roles, the worker's step, flags, checks, eval, bytes

@@ -23,9 +23,11 @@ s = 0: every worker of clock t computes on the same theta, the W gradients of cl
 applied one by one, lr g_k / W each: ps-sync with plain SGD, up to the order of the sums
 (1e-10 float64, tested). s huge: never deferred, ps-async.
 
-Each train_step call on a server handles W pushes (whoever sends them): over the run steps x W,
-exactly what the workers push, so when the epoch ends nothing is in flight and every deferred
-reply has been sent (all clocks are equal then).
+Server 0 hands each reply's next chunk first come, first served (schedule.py), so a fast
+worker takes more of the epoch's W x steps chunks than a straggler. Each train_step call on a
+server handles W pushes (whoever sends them): over the run steps x W, exactly one push per
+chunk, so when the epoch ends nothing is in flight and every deferred reply has been sent.
+Clocks count pushes per epoch, and SSP's slowest is taken over the workers still in it.
 """
 from strategies.parameter_server.common import ParameterServer
 
@@ -46,9 +48,17 @@ class PSAsync(ParameterServer):
     def from_args(cls, model, comm, args):
         return cls(model, comm, staleness_lr=args.staleness_lr, **cls.common_args(args))
 
+    def begin_epoch(self, loader, steps):
+        super().begin_epoch(loader, steps)
+        self.clock = dict.fromkeys(self.clock, 0)                        # clocks count per epoch
+
     def serve(self, optimizer):
         for _ in range(self.workers):
-            worker, version, block = self.receive()
+            push = self.receive()
+            if push is None:
+                raise RuntimeError(f"{self.name} server {self.comm.rank}: every worker left with "
+                                   f"{self.workers * self.epoch_steps - self.handled} pushes of the epoch missing")
+            worker, version, _chunk, block = push
             self.apply(optimizer, block, self.version - version)
             self.clock[worker] += 1
             self.deferred.append(worker)
@@ -68,19 +78,32 @@ class PSAsync(ParameterServer):
             self.version += 1
             self.log_update(tau)
 
+    def next_chunk(self, worker):
+        return self.schedule.first_come()
+
     def release(self):
-        """Answer every deferred worker allowed to go on (ps-async: all of them, at once)."""
-        slowest = min(self.clock.values())
+        """Answer every deferred worker allowed to go on (ps-async: all of them, at once). The
+        slowest is taken over the workers still in the epoch, so one that has left never
+        holds the others back; answering one may let it leave, hence the loop."""
         bound = self.staleness_bound
-        ready = [k for k in self.deferred if bound is None or self.clock[k] <= slowest + bound]
-        for worker in ready:
-            lead = self.clock[worker] - slowest                 # SSP: <= s, by construction
-            self.clock_leads[lead] = self.clock_leads.get(lead, 0) + 1
-            self.answer(worker)
-        self.deferred = [k for k in self.deferred if k not in ready]
+        while self.deferred:
+            slowest = min((c for k, c in self.clock.items() if k not in self.left), default=0)
+            ready = [k for k in self.deferred if bound is None or self.clock[k] <= slowest + bound]
+            if not ready:
+                return
+            self.deferred = [k for k in self.deferred if k not in ready]
+            for worker in ready:
+                lead = self.clock[worker] - slowest                 # SSP: <= s, by construction
+                self.clock_leads[lead] = self.clock_leads.get(lead, 0) + 1
+                self.answer(worker)
+
+    def late(self, worker, version, chunk, block):
+        raise RuntimeError(f"{self.name} server {self.comm.rank}: a push from worker {worker} "
+                           f"(chunk {chunk}) after the epoch's {self.workers * self.epoch_steps} pushes")
 
     def drain(self):
-        """Nothing to do but check: W pushes per call means every push is already answered."""
+        """Every push of the epoch was handled in the W per call; wait for the leaves, check."""
+        super().drain()
         if self.role == "server" and (self.deferred or self.handled != self.workers * self.steps):
             raise RuntimeError(f"{self.name} server {self.comm.rank}: {len(self.deferred)} replies "
                                f"deferred, {self.handled} of {self.workers * self.steps} pushes handled")

@@ -2,23 +2,28 @@
 
     worker k  (holds theta, version v_j of each block)        server j  (owns block j, version V)
     ---------------------------------------------------       ------------------------------------
-    isend [v_j]              int64, Tag.CONTROL    ----->   recv header from ANY_SOURCE -> k
+    isend [v_j, c]           2 int64, Tag.CONTROL  ----->   recv header from ANY_SOURCE -> k
     isend g[lo_j:hi_j]       n_j bytes, Tag.GRADIENT ---->  recv the block from k (status.source)
                                                             ... sync: once the step's pushes are
                                                             in; async: now; SSP: now, reply maybe
                                                             deferred
-    recv [V']                int64, Tag.CONTROL    <-----   send [V]    the version it sends
+    recv [V', c']            2 int64, Tag.CONTROL  <-----   send [V, next chunk]
     recv theta[lo_j:hi_j]    n_j bytes, Tag.PARAMETERS <-   send theta_j
 
-Every push carries the version of the block the gradient was computed on, so the server knows
-its staleness tau = V - v_j (0 under sync SGD); every reply carries the version it answers
-with. Receiving the header from ANY_SOURCE and then the block from ``status.source`` keeps
-the two messages of one push together: messages of one (source, tag) arrive in order.
+    ... and once server 0 answered c' = NONE_LEFT, to every server j > 0:
+    send [v_j, NONE_LEFT]    2 int64, Tag.CONTROL  ----->   k has left the epoch (no block)
 
-Bytes (HEADER_BYTES = 8, one int64; n_j = bytes of block j; n = sum_j n_j):
-    one push to server j     8 + n_j             one reply          8 + n_j
-    a worker per step        n + 8 S             (S pushes; it sends no reply)
-    server j per step        W (n_j + 8)         (W replies; it receives W pushes as much)
+Every push carries the version of the block the gradient was computed on, so the server knows
+its staleness tau = V - v_j (0 under sync SGD), and the chunk it was computed on
+(schedule.py); every reply carries the version it answers with and, from server 0, the chunk
+the worker computes next (servers j > 0 send NONE_LEFT there, and the worker reads only
+server 0's). Receiving the header from ANY_SOURCE and then the block from ``status.source``
+keeps the two messages of one push together: messages of one (source, tag) arrive in order.
+
+Bytes (HEADER_BYTES = 16, two int64; n_j = bytes of block j; n = sum_j n_j):
+    one push to server j     16 + n_j            one reply          16 + n_j
+    a worker per push        n + 16 S            per epoch, leaving: 16 (S - 1)
+    server j per push        n_j + 16            (one reply per push it receives)
 The pushes are non-blocking: a worker that blocked in its push to server 1 while server 0
 blocked in its reply to that worker would be a cycle of rendezvous sends under MPI.
 """
@@ -26,22 +31,32 @@ import numpy
 
 from collectives import ANY_SOURCE
 from collectives.tags import Tag
+from strategies.parameter_server.schedule import NONE_LEFT
 
-HEADER_BYTES = 8   # one int64: a version
+HEADER_BYTES = 16   # two int64: a version and a chunk
 
 
-def push(comm, server, version, block):
-    """Start the push of ``block`` (computed on ``version``) to ``server``; returns the two
-    requests and the header array (both buffers must live until the requests complete)."""
-    header = numpy.array([version], numpy.int64)
+def _header(version, chunk):
+    return numpy.array([version, chunk], numpy.int64)
+
+
+def push(comm, server, version, chunk, block):
+    """Start the push of ``block`` (computed on ``version``, rows of ``chunk``) to ``server``;
+    returns the two requests and the header (both buffers must live until they complete)."""
+    header = _header(version, chunk)
     return [comm.isend(header, server, Tag.CONTROL), comm.isend(block, server, Tag.GRADIENT)], header
 
 
+def leave(comm, server, version):
+    """Tell ``server`` this worker has left the epoch: a header with chunk NONE_LEFT, no block."""
+    comm.send(_header(version, NONE_LEFT), server, Tag.CONTROL)
+
+
 def receive_header(comm):
-    """A server waits for the next push from any worker -> (worker, version)."""
-    header = numpy.empty(1, numpy.int64)
+    """A server waits for the next header from any worker -> (worker, version, chunk)."""
+    header = numpy.empty(2, numpy.int64)
     status = comm.recv(header, ANY_SOURCE, Tag.CONTROL)
-    return status.source, int(header[0])
+    return status.source, int(header[0]), int(header[1])
 
 
 def receive_block(comm, worker, out):
@@ -50,17 +65,17 @@ def receive_block(comm, worker, out):
     return out
 
 
-def reply(comm, worker, version, block):
-    """Answer ``worker`` with ``block`` of theta at ``version``: header, then the block."""
-    comm.send(numpy.array([version], numpy.int64), worker, Tag.CONTROL)
+def reply(comm, worker, version, chunk, block):
+    """Answer ``worker`` with ``block`` of theta at ``version`` and its next ``chunk``."""
+    comm.send(_header(version, chunk), worker, Tag.CONTROL)
     comm.send(block, worker, Tag.PARAMETERS)
 
 
 def receive_reply_header(comm, server):
-    """A worker waits for ``server``'s answer -> the version it answers with."""
-    header = numpy.empty(1, numpy.int64)
+    """A worker waits for ``server``'s answer -> (version, next chunk)."""
+    header = numpy.empty(2, numpy.int64)
     comm.recv(header, server, Tag.CONTROL)
-    return int(header[0])
+    return int(header[0]), int(header[1])
 
 
 def receive_reply_block(comm, server, out):

@@ -5,6 +5,8 @@
     mean_staleness        sum tau count / sum count            (None before any update)
     updates_applied       sum of the counts: steps x W per server without backup workers
     gradients_dropped     pushes dropped (ps-sync --backup-workers), over all servers
+    chunks_per_worker     {"world rank": chunks it computed}: the schedule's hand-out (equal
+                          without a straggler; a slow worker gets fewer under ps-async)
     reply_clock_leads     {"c_k - min c": count} when each reply was sent (ps-async, ps-ssp:
                           SSP keeps every key <= s)
     time_split            {role: {compute, push, pull, wait}} seconds, mean per rank of the role
@@ -23,7 +25,7 @@ SPLIT = ("compute", "push", "pull", "wait")
 def gather(strategy, metrics_comm):
     """The entries above, the same dict on every rank."""
     t = strategy.timeline
-    mine = {"role": strategy.role, "staleness": strategy.staleness, "dropped": strategy.dropped,
+    mine = {"role": strategy.role, "pushes": strategy.pushes, "staleness": strategy.staleness, "dropped": strategy.dropped,
             "leads": strategy.clock_leads, "totals": t.totals, "origin": t.origin, "events": t.events}
     everyone = gather_json(metrics_comm, mine)
     return broadcast_json(metrics_comm, summarise(everyone) if metrics_comm.rank == 0 else None)
@@ -49,6 +51,8 @@ def summarise(everyone):
     timeline = [[[kind, a - start, b - start] for kind, a, b in v["events"]] for v in everyone]
     return {"staleness_histogram": histogram, "mean_staleness": mean, "updates_applied": applied,
             "gradients_dropped": sum(v["dropped"] for v in everyone), "reply_clock_leads": leads,
+            "chunks_per_worker": {str(rank): v["pushes"] for rank, v in enumerate(everyone)
+                                  if v["role"] == "worker"},
             "time_split": split, "timeline": timeline}
 
 

@@ -20,8 +20,12 @@ SGD"): the server steps as soon as it holds W - b gradients of version V (arriva
 mean, in rank order), so the b slowest never hold the step back. A late push (version < V) is
 dropped and answered at once with the current theta, so its worker carries on from there.
 Each version is answered to at most W workers and W - b of its pushes are used, so at most b
-per step are dropped and the server never waits for pushes that cannot come. ``drain`` (the
-end of each epoch) receives and answers the pushes still owed: W x steps pushes in all.
+per step are dropped and the server never waits for pushes that cannot come. A late worker
+is handed its share of the CURRENT step (schedule.in_step): it skips the batches it missed,
+and a straggler that hears NONE_LEFT stops, so the epoch lasts as long as the W - b fastest
+take. ``drain`` (the end of each epoch) answers the pushes still coming, until every worker
+has left. With S > 1 servers and backup workers, the blocks may step with different workers;
+a block that lags when every worker has left makes fewer steps that epoch.
 
 Cost per step: each server receives W (n_j + 8) bytes and sends as much (protocol.py); time
 is the slowest of the W - b fastest workers plus 2 transfers, versus the slowest of all W.
@@ -48,12 +52,14 @@ class PSSync(ParameterServer):
         needed = self.workers - self.backup
         fresh = {}                                       # worker -> its gradient block, version V
         while len(fresh) < needed:
-            worker, version, block = self.receive()
+            push = self.receive()
+            if push is None:         # all have left: this block lags the others (S > 1, backups)
+                return
+            worker, version, chunk, block = push
             if version == self.version:
                 fresh[worker] = block
             else:                                        # computed on an older theta: too late
-                self.dropped += 1
-                self.answer(worker)
+                self.late(worker, version, chunk, block)
         with self.timeline.span("apply"):
             used = sorted(fresh)                         # rank order: the same sum as F10's
             self.shard.grad = sum(fresh[k] for k in used) / needed
@@ -64,12 +70,11 @@ class PSSync(ParameterServer):
         for worker in used:
             self.answer(worker)
 
-    def drain(self):
-        """Answer every push still owed (late pushes of the last steps): the workers have all
-        pushed W x steps times when the epoch ends, and each push gets one reply."""
-        if self.role != "server":
-            return
-        while self.handled < self.workers * self.steps:
-            worker, _version, _block = self.receive()
-            self.dropped += 1
-            self.answer(worker)
+    def next_chunk(self, worker):
+        """The worker's share of the batch of the version it is answered with (schedule.py)."""
+        return self.schedule.in_step(worker, self.version)
+
+    def late(self, worker, version, chunk, block):
+        """A push of an older version: dropped, answered with theta and the current step."""
+        self.dropped += 1
+        self.answer(worker)

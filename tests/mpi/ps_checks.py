@@ -13,8 +13,8 @@ Checks (MATH A2, A3, E7), 12 steps at global batch 96 (one rank of K = 4 serving
   * ps-ssp --staleness 0 == ps-sync (plain SGD), 1e-10;
   * ps-async and ps-ssp: staleness histogram sums to steps x W x S, SSP replies never more than
     s clocks ahead, mean staleness printed, bytes == formula;
-  * ps-sync --backup-workers 1 with a 4x slower worker: W - 1 gradients applied per step, one
-    dropped, nothing left in flight, bytes == formula.
+  * ps-sync --backup-workers 1 with a 4x slower worker: W - 1 gradients applied per step (one
+    server), every push applied or dropped, nothing left in flight, bytes == formula.
 ``--fail r``: world rank r raises in its third train_step; the job must exit non-zero.
 """
 import argparse
@@ -116,11 +116,13 @@ def main():
         if W >= 2:
             record = launch(flags("ps-sync", "float64", *S, "--backup-workers", "1",
                                   "--slow-rank", str(servers), "--slow-factor", "4"))
-            assert record["updates_applied"] == STEPS * (W - 1) * servers, record["updates_applied"]
-            assert record["gradients_dropped"] == STEPS * servers, record["gradients_dropped"]
+            applied, dropped = record["updates_applied"], record["gradients_dropped"]
+            pushes = sum(record["chunks_per_worker"].values())
+            assert applied + dropped == pushes * servers, (applied, dropped, pushes)  # each push: one or the other
+            assert applied <= STEPS * (W - 1) * servers and (servers > 1 or applied == STEPS * (W - 1))
             bytes_match(record)
             ok(f"ps-sync --backup-workers 1 --servers {servers}, rank {servers} 4x slower: "
-               f"{record['updates_applied']} applied, {record['gradients_dropped']} dropped, bytes == formula")
+               f"chunks {record['chunks_per_worker']}, {applied} applied, {dropped} dropped, bytes == formula")
     say(f"PASS on {K} MPI ranks", flush=True)
 
 
