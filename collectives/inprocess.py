@@ -181,9 +181,11 @@ def spawn(fn, world_size, timeout=30.0):
         thread.join()
     if errors:
         # Ranks that only failed because another rank exited, or that waited in vain for one
-        # that had raised, are consequences, not causes.
+        # that had raised, are consequences, not causes; when waits are all there is, the
+        # deadlock is the cause and a rank that saw the deadlocked ones exit its consequence.
         waits = (RankExitedError, DeadlockError)
-        causes = {r: e for r, e in errors.items() if not isinstance(e, waits)} or errors
+        causes = ({r: e for r, e in errors.items() if not isinstance(e, waits)}
+                  or {r: e for r, e in errors.items() if isinstance(e, DeadlockError)} or errors)
         first = min(causes)
         raise RankError(first, world_size, causes) from causes[first]
     return results

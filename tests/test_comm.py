@@ -9,6 +9,7 @@ import itertools
 import pathlib
 import re
 import sys
+import time
 
 import numpy
 import pytest
@@ -71,6 +72,20 @@ def test_any_source_receive_with_everyone_waiting_is_a_deadlock_error():
     _fails_with(lambda comm: comm.recv(numpy.empty(1), ANY_SOURCE, ANY_TAG), 3,
                 collectives.DeadlockError,
                 r"recv\(source=ANY_SOURCE, tag=ANY_TAG, 8 B\): no message after 0.3 s")
+
+
+def test_a_deadlock_is_reported_as_the_cause_even_when_rank_0_comes_late_to_it():
+    """Ranks 1 and 2 time out first; rank 0 then sees them gone (RankExitedError): a
+    consequence, so spawn names rank 1's DeadlockError."""
+    def late_rank_0(comm):
+        if comm.rank == 0:
+            time.sleep(1.0)
+        comm.recv(numpy.empty(1), ANY_SOURCE, ANY_TAG)
+
+    with pytest.raises(collectives.RankError) as info:
+        collectives.spawn(late_rank_0, 3, timeout=0.3)
+    assert info.value.rank == 1 and isinstance(info.value.__cause__, collectives.DeadlockError)
+    assert set(info.value.errors) == {1, 2}                      # the causes; rank 0's is a consequence
 
 
 def test_probe_and_waitany_that_can_never_complete_are_errors():
