@@ -3,6 +3,7 @@
     model = models.build("mlp")           # nn.Sequential 784-128-10 with ReLU
     model = models.build("linear")        # 784 -> 10 (MATH E2)
     model = models.build("lenet5")        # 2 conv + 3 affine layers, input (N, 1, 28, 28)
+    model = models.build("mlp7")          # 7 affine layers 784-128-127-...-123-10, for pipelines
 
 Every model is an ``nn.Sequential`` (MATH F2: a composition of layers), so a pipeline
 can cut it into stages with a slice.
@@ -49,7 +50,16 @@ def lenet5(num_classes=10, in_channels=1):
         nn.Linear(84, num_classes))
 
 
-MODELS = {"linear": linear, "mlp": mlp, "lenet5": lenet5}
+def mlp7():
+    """Seven affine layers 784-128-127-126-125-124-123-10 with ReLU between them: 13 modules
+    in the Sequential, 181,105 parameters. The model of the pipeline and tensor-parallel
+    benchmarks: enough layers to cut into several stages (MATH F2), and hidden widths chosen
+    so that a column split over 2 or 4 ranks meets uneven blocks instead of hiding them
+    (127, 125, 123 are odd; 126 is not a multiple of 4; only 128 and 124 split evenly)."""
+    return mlp((784, 128, 127, 126, 125, 124, 123, 10))
+
+
+MODELS = {"linear": linear, "mlp": mlp, "lenet5": lenet5, "mlp7": mlp7}
 
 
 def build(name, **kwargs):

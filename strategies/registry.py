@@ -10,6 +10,7 @@ from strategies.data_parallel import DataParallel
 from strategies.gossip import Gossip
 from strategies.local_sgd import LocalSGD
 from strategies.parameter_server import PSAsync, PSSSP, PSSync
+from strategies.pipeline.strategy import ModelParallel, TensorParallel
 
 STRATEGIES = {cls.name: cls for cls in (
     Single,          # one rank, the whole global batch: the reference
@@ -19,4 +20,6 @@ STRATEGIES = {cls.name: cls for cls in (
     PSSync,          # MATH A2, A3: synchronous parameter server (backup workers)
     PSAsync,         # MATH A3: Downpour, applied on arrival
     PSSSP,           # MATH A3: stale synchronous parallel
+    ModelParallel,   # MATH A4, A5: pipeline stages (x tp shards x dp replicas)
+    TensorParallel,  # MATH A4: Megatron's column / row-parallel Linear pairs
 )}

@@ -50,7 +50,7 @@ def test_the_same_command_twice_gives_bit_identical_parameters_and_a_record(tmp_
 @pytest.mark.timeout(60)
 @pytest.mark.parametrize("ranks, flags, message", [
     (2, ["--batch-size", "63"], "must divide evenly over the 2 data-parallel ranks"),
-    (2, ["--strategy", "pipeline"], "invalid choice: 'pipeline'"),
+    (2, ["--strategy", "zero"], "invalid choice: 'zero'"),
     (3, ["--strategy", "local-sgd", "--period", "0"], "--period must be >= 1"),
     (None, ["--strategy", "gossip"], "needs at least 2 ranks"),
 ])
