@@ -70,6 +70,7 @@ class Strategy:
         self.role = "worker"
         self.steps = 0
         self.comm_seconds = 0.0    # time inside this strategy's communication (see timed below)
+        self.pruning = None        # the runner's --prune masks (strategies/masks.py), or None
 
     # -- what the runner needs before anything runs (class methods: no model yet) -----------
     @classmethod

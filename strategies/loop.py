@@ -19,6 +19,7 @@ import engine.functional as F
 from engine import data, kernels, manual_seed, models, nn, optim
 from strategies import record as records
 from strategies.loader import RankLoader
+from strategies.masks import prune_replicas
 from strategies.parameters import cast_model
 from strategies.registry import STRATEGIES
 
@@ -68,10 +69,14 @@ def epoch_steps(batches, steps_so_far, max_steps=None):
 
 def setup(args, comm):
     """The model (the same theta_0 on every rank: A1), the strategy and its optimiser (None
-    on a rank that optimises nothing)."""
+    on a rank that optimises nothing). With --prune S, the model's weights are masked first
+    (strategies/masks.py: the same mask on every replica, checked); the mask's gradient hooks
+    keep them zero through every step (engine/compress/pruning.py), ``strategy.pruning`` holds it."""
     manual_seed(args.seed)
     model = cast_model(models.build(args.model), args.dtype)
+    pruning = prune_replicas(model, comm, args.prune, args.prune_scope) if args.prune else None
     strategy = STRATEGIES[args.strategy].from_args(model, comm, args)
+    strategy.pruning = pruning
     params = strategy.parameters()
     optimizer = OPTIMIZERS[args.optimizer](params, args) if params else None
     return model, strategy, optimizer
@@ -163,6 +168,7 @@ def finish(args, comm, metrics_comm, strategy, run_state, say):
                   roles=traffic["roles"], communicators=traffic["communicators"],
                   comm_seconds_per_rank=float(comm_seconds), comm_share=float(comm_seconds) / s["train_seconds"],
                   params_sha256=records.params_sha256(final), loadavg=records.loadavg(),
+                  sparsity=strategy.pruning.sparsity() if strategy.pruning else None,
                   **strategy.report(metrics_comm))
     records.write_outputs(record, final, args, comm.rank)
     if args.out:

@@ -75,6 +75,10 @@ def build_parser(quiet=False):
     training.add_argument("--momentum", type=float, default=0.0)
     training.add_argument("--dtype", choices=["float32", "float64"], default="float32")
     training.add_argument("--seed", type=int, default=0)
+    pruning = p.add_argument_group("pruning (replicated strategies: single, dp, local-sgd, gossip)")
+    pruning.add_argument("--prune", type=float, default=0.0,
+                         help="mask this fraction of the weights by magnitude before training")
+    pruning.add_argument("--prune-scope", choices=["layer", "global"], default="layer")
     run_group = p.add_argument_group("the run")
     run_group.add_argument("--threads", type=int, default=1, help="without mpirun: run this many ranks as threads")
     run_group.add_argument("--out", default=None, help="write the JSON record here (rank 0)")
@@ -107,6 +111,11 @@ def check(args, comm, n_train):
         return f"--batch-size {args.batch_size} is larger than the {n_train} training samples"
     if args.out and comm.rank == 0 and not os.path.isdir(os.path.dirname(os.path.abspath(args.out))):
         return f"--out {args.out}: no such directory"
+    if not 0 <= args.prune < 1:
+        return f"--prune must be in [0, 1), got {args.prune}"
+    if args.prune and not STRATEGIES[args.strategy].replicated:
+        return (f"--prune is for strategies whose ranks hold the whole model (single, dp, local-sgd, "
+                f"gossip), not {args.strategy}")
     return STRATEGIES[args.strategy].check(comm.size, args)
 
 

@@ -37,6 +37,13 @@ def test_01_autograd():
     assert "dc/da = 4" in output
 
 
+def test_10_pruning_and_quantization_quick():
+    code, output = run([sys.executable, "tutorials/10_pruning_and_quantization.py", "--quick"])
+    assert_passed(code, output)
+    assert "same mask as magnitude_masks: True" in output
+    assert "ok    int8_matmul == the int64 NumPy product, exactly" in output
+
+
 needs_mpirun = pytest.mark.skipif(MPIRUN is None, reason="needs mpirun (pip install -e '.[mpi]')")
 
 

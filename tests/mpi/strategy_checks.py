@@ -18,6 +18,7 @@ Checks (MATH A1, F10, F11):
     gossip; gossip's consensus distance is > 0 for K >= 4 and 0 up to rounding for K = 2, 3;
   * dp --overlap (bucket all-reduces on a thread, started from gradient hooks) gives the same
     parameters bit for bit as dp with the same buckets, under real MPI threads;
+  * dp --prune 0.9 == single --prune 0.9 (the same masks, agreed), 1e-10, weights still 90 % zero;
   * the process grid on MPI: every factorisation of K into dp x pp, each axis's members.
 """
 import argparse
@@ -119,6 +120,17 @@ def main():
     assert overlapped["params_sha256"] == buckets["params_sha256"]
     assert overlapped["bytes_sent_per_rank"] == buckets["bytes_sent_per_rank"]
     ok("dp --overlap == dp with the same buckets, bit for bit (sha256 " + buckets["params_sha256"][:12] + ")")
+
+    pruned = ["--prune", "0.9", "--momentum", "0.9"]                    # MATH A7 under A1
+    args = flags("single", "float64", 20, *pruned)
+    args.save_params = str(out / "single-pruned.npz") if comm.rank == 0 else None
+    assert "error" not in train.run(args, alone, data["float64"])
+    comm.barrier()
+    record = launch(flags("dp", "float64", 20, *pruned), name="dp-pruned")
+    error = max_diff(out / "dp-pruned.npz", out / "single-pruned.npz") if comm.rank == 0 else 0.0
+    assert error <= FLOAT64_TOL and abs(record["sparsity"] - 0.9) < 1e-3, (error, record["sparsity"])
+    ok(f"dp --prune 0.9 (momentum) == single with the same masks, sparsity {record['sparsity']:.3f}, "
+       "max |diff|", error)
 
     for dp in [d for d in range(1, K + 1) if K % d == 0]:
         grid = Grid(comm, dp=dp, pp=K // dp)
