@@ -136,3 +136,18 @@ def test_bad_input_is_one_clear_error_on_every_rank(data, ranks, flags, message)
     args = train.parse_args([*COMMON, "--strategy", "pipeline", *flags])
     records = collectives.spawn(lambda comm: train.run(args, comm, data["float64"]), ranks, timeout=20)
     assert all(message in record.get("error", "") for record in records), records[0]
+
+
+def test_a_cut_by_measured_time_is_rank_0s_on_every_rank(data, single, tmp_path, monkeypatch):
+    """Each rank would time the layers differently: rank 0's balance is broadcast."""
+    from strategies.pipeline import partition, strategy
+
+    def balance_by_time(model, stages, sample):                 # a different cut on every rank
+        import threading
+        rank = int(threading.current_thread().name.split()[-1])
+        return [2, 11] if rank == 0 else [4, 9]
+
+    monkeypatch.setattr(partition, "balance_by_time", balance_by_time)
+    assert strategy.partition is partition
+    _, error = equals_single(data, single, tmp_path, "pipeline", 2, "--balance", "time")
+    assert error <= FLOAT64_TOL

@@ -28,6 +28,7 @@ import collectives
 from engine import Tensor, models, nn, no_grad
 from strategies.base import StepResult, Strategy
 from strategies.grid import Grid, check_degrees
+from strategies.messages import broadcast_json
 from strategies.parameters import assembled_copy, gradients
 from strategies.pipeline import partition, schedules, traffic
 from strategies.pipeline.evaluation import pipelined_accuracy
@@ -48,7 +49,9 @@ class ModelParallel(Strategy):
         super().__init__(model, comm)
         self.grid = Grid(comm, dp=dp, pp=pp, tp=tp)
         self.schedule, self.micro_batches, self.chunks = schedule, micro_batches, chunks
-        self.bounds = partition.stage_bounds(stage_balance(model, pp * chunks, balance))
+        # Timings differ from rank to rank: every rank takes rank 0's cut (one small message).
+        cut = stage_balance(model, pp * chunks, balance) if balance != "time" or comm.rank == 0 else None
+        self.bounds = partition.stage_bounds(broadcast_json(comm, cut) if balance == "time" else cut)
         self.role = f"stage {self.grid.pp_rank}"
         mine = [schedules.virtual_stage(self.grid.pp_rank, c, pp) for c in range(chunks)]
         self.pieces = [model[self.bounds[s][0]:self.bounds[s][1]] for s in mine]   # full layers
