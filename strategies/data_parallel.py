@@ -79,11 +79,23 @@ class DataParallel(Strategy):
         group = parser.add_argument_group("dp")
         group.add_argument("--overlap", action="store_true",
                            help="all-reduce each bucket during backward (strategies/overlap.py)")
+        from strategies import compressed_dp     # it subclasses this one: imported when used
+        compressed_dp.add_arguments(parser)
+
+    @classmethod
+    def check(cls, world_size, args):
+        from strategies import compressed_dp
+        return compressed_dp.check(args) or super().check(world_size, args)
 
     @classmethod
     def from_args(cls, model, comm, args):
-        return cls(model, comm, algorithm=args.algorithm, bucket_bytes=args.bucket_bytes,
-                   overlap=args.overlap)
+        options = dict(algorithm=args.algorithm, bucket_bytes=args.bucket_bytes, overlap=args.overlap)
+        if getattr(args, "compress", "none") != "none":          # --compress: the compressed exchange
+            from strategies import compressed_dp
+            params = model.parameters()[::-1]
+            compressor = compressed_dp.compressor_from_args(args, compressed_dp.CompressedDataParallel.matrix_shapes(params))
+            return compressed_dp.CompressedDataParallel(model, comm, compressor, **options)
+        return cls(model, comm, **options)
 
     def after_backward(self):
         if self.overlap is None:

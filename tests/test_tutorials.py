@@ -1,7 +1,7 @@
 """The tutorials run as their headers say and end with PASS (exit code 0).
 
 Each is started as a user would start it, in a subprocess from the repository root;
-tutorial 02 under ``mpirun -n 2`` with one short epoch per model. Tutorials 03-05 and 07-09 run
+tutorial 02 under ``mpirun -n 2`` with one short epoch per model. Tutorials 03-05, 07-09 and 11 run
 both ways their headers give, with --quick: under ``mpirun -n 4`` (4 processes) and with plain
 ``python`` (4 ranks as threads of one process, tutorials/ranks.py), and every check compares
 4 real ranks both times.
@@ -82,6 +82,7 @@ DISTRIBUTED = [
     ("07_parameter_server", "ok    ps-sync: bytes per worker per step == formula"),
     ("08_pipeline", "ok    pipeline 1f1b: bytes per stage per step == formula"),
     ("09_tensor_parallel", "ok    --strategy tp, tp = 4 == single process after 3 steps (1e-10, float64)"),
+    ("11_gradient_compression", "ok    every compressor on 4 ranks: bytes counted by comm.counters == bytes_sent(p, n, 4)"),
 ]
 IN_PROCESS = "not launched by mpirun: running 4 ranks as threads in this process"
 
