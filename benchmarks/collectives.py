@@ -99,10 +99,7 @@ def plot(result, path):
     for axis in (left, right):
         axis.grid(True, which="both", alpha=0.3)
     left.legend(fontsize=8)
-    fig.suptitle(f"All-reduce on {p} MPI ranks, {result['machine']}")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    measure.save_figure(fig, path, f"All-reduce on {p} MPI ranks, {result['machine']}", dpi=110)
 
 
 def main():

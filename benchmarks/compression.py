@@ -187,10 +187,7 @@ def plot(result, path):
     ax.axhline(1, color="grey", ls=":")
     ax.set(xlabel="% of weights zero", ylabel="CSR kernel time / dense BLAS time", yscale="log",
            title="sparse x dense (300 x 784, batch 256)")
-    fig.suptitle(result["machine"])
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    measure.save_figure(fig, path, result["machine"])
 
 
 def main():

@@ -133,10 +133,7 @@ def plot(result, path):
     ax.set(xlabel="gradient entries n", ylabel="ms per exchange (10 Gb/s, p = 4, model)",
            title="where compression starts to pay")
     ax.legend(fontsize=6)
-    fig.suptitle(result["machine"])
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    measure.save_figure(fig, path, result["machine"])
 
 
 def main():

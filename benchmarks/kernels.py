@@ -151,9 +151,7 @@ def plot(rows, conv, compiled, path):
     bx.set_xlabel("seconds (log scale)")
     bx.legend(fontsize=7, loc="lower right")
     bx.set_title("compilation: first call per kernel (float32)", fontsize=9)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    measure.save_figure(fig, path, dpi=110)
 
 
 def main(argv=None):

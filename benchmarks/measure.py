@@ -151,7 +151,14 @@ def bar_panels(panels, title, path, labels=None, colors=None):
         ax.text(0.5, 0.97, "\n".join(f"{k} = {v:.2f}x" for k, v in ratio.items()), transform=ax.transAxes,
                 ha="center", va="top", fontsize=9,
                 bbox=dict(boxstyle="round", facecolor="white", edgecolor="#cccccc"))
-    fig.suptitle(title, fontsize=10)
+    save_figure(fig, path, title, dpi=110, fontsize=10)
+
+
+def save_figure(fig, path, title=None, dpi=100, fontsize=None):
+    """Every benchmark's last step: the title (the machine), a tight layout, the PNG, closed."""
+    import matplotlib.pyplot as plt
+    if title is not None:
+        fig.suptitle(title, fontsize=fontsize)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=dpi)
     plt.close(fig)

@@ -186,10 +186,7 @@ def plot(result, path):
     cost_ax.legend(fontsize=7)
     for ax in (speed_ax, acc_ax, stale_ax, cost_ax):
         ax.grid(alpha=0.3)
-    fig.suptitle(result["machine"])
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    measure.save_figure(fig, path, result["machine"])
 
 
 def main():

@@ -158,17 +158,12 @@ def plot(result, out):
     memory_ax.set(xticks=range(4), xlabel="stage", ylabel="micro-batches stashed at the peak",
                   title="memory per stage, p = 4, M = 8 (GPipe M, 1F1B p - stage)")
     memory_ax.legend()
-    fig.suptitle(result["machine"])
-    fig.tight_layout()
-    fig.savefig(out / "pipeline.png", dpi=100)
-    plt.close(fig)
+    measure.save_figure(fig, out / "pipeline.png", result["machine"])
     fig, axes = plt.subplots(4, 2, figsize=(16, 12))
     for row, (schedule, chart) in zip(axes, result["gantt"].items()):
         gantt.draw(row[0], chart["measured"], title=f"{schedule}: measured (bubble {numpy.mean(chart['measured_bubble']):.2f})")
         gantt.draw(row[1], chart["simulated"], title=f"{schedule}: simulated (bubble {numpy.mean(chart['simulated_bubble']):.2f})")
-    fig.tight_layout()
-    fig.savefig(out / "pipeline_gantt.png", dpi=90)
-    plt.close(fig)
+    measure.save_figure(fig, out / "pipeline_gantt.png", dpi=90)
 
 
 def main():

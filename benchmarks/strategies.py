@@ -236,10 +236,7 @@ def plot_runs(records, path, note):
     for ax in axes.ravel():
         ax.grid(alpha=0.3)
     time_ax.legend(fontsize=8)
-    fig.suptitle(note)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    measure.save_figure(fig, path, note)
 
 
 def plot_scaling(result, path, note):
@@ -281,10 +278,7 @@ def plot_scaling(result, path, note):
     eff_ax.set(ylabel="efficiency = S(p) / (p S(1))", ylim=(0, 1.1), title="scaling efficiency")
     speed_ax.set_yscale("log")
     eff_ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
-    fig.suptitle(note)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    measure.save_figure(fig, path, note)
 
 
 def main():
