@@ -12,6 +12,7 @@ never shows in what training sent) and returns the same values on every rank.
 """
 import hashlib
 import json
+import math
 import os
 
 import numpy
@@ -87,14 +88,42 @@ def mean_formula_per_step(roles):
 
 
 def write_outputs(record, model, args, rank):
-    """Rank 0 writes --save-params (the whole model's state dict) and --out (the record)."""
+    """Rank 0 writes --save-params (the whole model's state dict) and --out (the record), each
+    atomically: a good file from an earlier run is replaced only by a complete new one."""
     if rank != 0:
         return
     if args.save_params:
-        numpy.savez(args.save_params, **model.state_dict())
+        atomic_write(args.save_params, lambda f: numpy.savez(f, **model.state_dict()), binary=True)
     if args.out:
-        with open(args.out, "w") as f:
-            json.dump(record, f, indent=1)
+        atomic_write(args.out, lambda f: json.dump(strict_json(record), f, indent=1, allow_nan=False))
+
+
+def atomic_write(path, write, binary=False):
+    """``write(file)`` into ``path``.tmp, flushed and fsynced, then renamed onto ``path``: a
+    crash or a full disk leaves the old ``path`` whole. Writes exactly ``path`` (numpy.savez
+    given a file object appends no ``.npz``)."""
+    tmp = f"{path}.tmp"
+    try:
+        with open(tmp, "wb" if binary else "w") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def strict_json(value):
+    """``value`` with every NaN and infinity replaced by None: JSON has no such numbers, and a
+    record with a ``NaN`` token is not JSON that other tools can read."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: strict_json(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [strict_json(v) for v in value]
+    return value
 
 
 def loadavg():

@@ -18,6 +18,7 @@ beside the formula, the hash of the whole model). A strategy adds its own flags 
 strategies/registry.py.
 """
 import argparse
+import math
 import os
 import sys
 
@@ -100,23 +101,38 @@ def parse_args(argv=None, quiet=False):
 def check(args, comm, n_train):
     """The reason this run cannot start on this rank, or None. Cheap: nothing sent or trained."""
     for flag, value, least in (("--epochs", args.epochs, 1), ("--batch-size", args.batch_size, 1),
-                               ("--max-steps", args.max_steps or 1, 1), ("--seed", args.seed, 0)):
+                               ("--max-steps", 1 if args.max_steps is None else args.max_steps, 1),
+                               ("--seed", args.seed, 0)):
         if value < least:
             return f"{flag} must be >= {least}, got {value}"
-    if args.lr <= 0 or args.momentum < 0:
-        return f"--lr must be > 0 and --momentum >= 0, got {args.lr} and {args.momentum}"
+    if not (math.isfinite(args.lr) and math.isfinite(args.momentum)) or args.lr <= 0 or args.momentum < 0:
+        return f"--lr must be a finite number > 0 and --momentum finite >= 0, got {args.lr} and {args.momentum}"
     if args.algorithm == "mpi" and not isinstance(comm, collectives.MPIComm):
         return "--algorithm mpi is MPI's own Allreduce: run under mpirun (the threads world has none)"
     if args.batch_size > n_train:
         return f"--batch-size {args.batch_size} is larger than the {n_train} training samples"
-    if args.out and comm.rank == 0 and not os.path.isdir(os.path.dirname(os.path.abspath(args.out))):
-        return f"--out {args.out}: no such directory"
+    for flag, path in (("--out", args.out), ("--save-params", args.save_params)):
+        problem = path and comm.rank == 0 and unwritable(path)
+        if problem:
+            return f"{flag} {path}: {problem}"
     if not 0 <= args.prune < 1:
         return f"--prune must be in [0, 1), got {args.prune}"
     if args.prune and not STRATEGIES[args.strategy].replicated:
         return (f"--prune is for strategies whose ranks hold the whole model (single, dp, local-sgd, "
                 f"gossip), not {args.strategy}")
     return STRATEGIES[args.strategy].check(comm.size, args)
+
+
+def unwritable(path):
+    """Why rank 0 could not write the file ``path`` at the end of the run, or None."""
+    folder = os.path.dirname(os.path.abspath(path))
+    if os.path.isdir(path):
+        return "is a directory (give a file name)"
+    if not os.path.isdir(folder):
+        return "no such directory"
+    if not os.access(folder, os.W_OK):
+        return "the directory is not writable"
+    return None
 
 
 def run(args, comm, dataset=None):
