@@ -53,8 +53,9 @@ DEEP = {"lenet300": (0.92, 5), "lenet5": (0.90, 5)}          # (sparsity, fc bit
 
 
 def one_shot(model, X, y, s, steps, lr):
-    apply_masks(model, magnitude_masks(model, s))
+    pruning = apply_masks(model, magnitude_masks(model, s))
     fine_tune(model, X, y, steps=steps, lr=lr)
+    return pruning
 
 
 def iterative(model, X, y, s, steps, lr):
@@ -64,6 +65,7 @@ def iterative(model, X, y, s, steps, lr):
             pruning.remove()
         pruning = apply_masks(model, magnitude_masks(model, 1 - (1 - s) ** (k / 3)))
         fine_tune(model, X, y, steps=steps // 3, lr=lr, seed=k)
+    return pruning
 
 
 def gradual(model, X, y, s, steps, lr):
@@ -78,14 +80,10 @@ def gradual(model, X, y, s, steps, lr):
             state["pruning"] = apply_masks(model, magnitude_masks(model, level), optimizer=optimizer)
 
     fine_tune(model, X, y, steps=steps, lr=lr, on_step=on_step)
+    return state["pruning"]
 
 
 METHODS = {"one-shot": one_shot, "iterative": iterative, "gradual": gradual}
-
-
-def kept_share(model):
-    weights = [p.data for name, p in model.named_parameters() if name.endswith("weight")]
-    return sum(int((w != 0).sum()) for w in weights) / sum(w.size for w in weights)
 
 
 def pruning_curves(name, base, X, y, Xt, yt, sparsities, steps, lr, say):
@@ -94,8 +92,8 @@ def pruning_curves(name, base, X, y, Xt, yt, sparsities, steps, lr, say):
         curves[method] = []
         for s in sparsities:
             model = copy.deepcopy(base)
-            prune(model, X, y, s, steps, lr)
-            curves[method].append({"sparsity": s, "kept": kept_share(model), "test_accuracy": accuracy(model, Xt, yt)})
+            kept = 1 - prune(model, X, y, s, steps, lr).sparsity()          # each method's Pruning
+            curves[method].append({"sparsity": s, "kept": kept, "test_accuracy": accuracy(model, Xt, yt)})
             say(f"  {name} {method:<9} s = {s:.2f}: kept {curves[method][-1]['kept']:.3f}, "
                 f"acc {curves[method][-1]['test_accuracy']:.4f}", flush=True)
     return curves

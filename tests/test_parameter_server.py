@@ -18,6 +18,7 @@ from strategies import STRATEGIES, loop, train
 from strategies.parameter_server import PSAsync, PSSSP, PSSync
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent / "mpi"))
+import faults  # noqa: E402  (tests/mpi/faults.py)
 from saved_params import max_diff  # noqa: E402  (tests/mpi/saved_params.py)
 
 EPOCHS_OF_4 = ["--batch-size", "960", "--max-steps", "6"]    # 4 steps, then 2: an epoch boundary
@@ -267,13 +268,7 @@ def test_a_failing_rank_aborts_the_run_with_a_message_naming_it(data, monkeypatc
     once for a named peer; DeadlockError after the wait bound for the server's ANY_SOURCE
     receive, which another live worker could still satisfy). The failure is in the errors,
     named by its rank."""
-    class Failing(PSSync):
-        def train_step(self, optimizer, loss_fn, xb, yb):
-            if self.comm.rank == failing and self.steps == 3:
-                raise RuntimeError(f"{self.role} rank {failing} fails on purpose")
-            return super().train_step(optimizer, loss_fn, xb, yb)
-
-    monkeypatch.setitem(STRATEGIES, PSSync.name, Failing)
+    monkeypatch.setitem(STRATEGIES, PSSync.name, faults.failing(PSSync, failing, step=3))
     with pytest.raises(collectives.RankError) as failure:
         run(data, "ps-sync", 4, timeout=3)
     role = "server" if failing == 0 else "worker"

@@ -27,6 +27,7 @@ from strategies import STRATEGIES, loop, train  # noqa: E402
 from strategies.pipeline import schedules  # noqa: E402
 from strategies.pipeline.strategy import ModelParallel  # noqa: E402
 
+from faults import failing  # noqa: E402  (tests/mpi/faults.py)
 from saved_params import max_diff  # noqa: E402  (tests/mpi/saved_params.py)
 
 TOL = 1e-10
@@ -35,15 +36,6 @@ TOL = 1e-10
 def flags(strategy, *extra):
     return train.parse_args(["--strategy", strategy, "--model", "mlp7", "--dtype", "float64", "--max-steps", "3",
                              "--epochs", "1", "--batch-size", "48", "--quiet", *extra])
-
-
-def failing(rank):
-    class Failing(ModelParallel):
-        def train_step(self, optimizer, loss_fn, xb, yb):
-            if self.comm.rank == rank and self.steps == 1:
-                raise RuntimeError(f"{self.role} rank {rank} fails on purpose")
-            return super().train_step(optimizer, loss_fn, xb, yb)
-    return Failing
 
 
 def main():
@@ -78,7 +70,7 @@ def main():
         return record
 
     if options.fail is not None:
-        STRATEGIES[ModelParallel.name] = failing(options.fail)
+        STRATEGIES[ModelParallel.name] = failing(ModelParallel, options.fail, step=1)   # its second step
         launch(flags("pipeline", "--micro-batches", "2"))
         return
 

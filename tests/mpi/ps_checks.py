@@ -28,6 +28,7 @@ from engine.process import configure_process  # noqa: E402
 from strategies import STRATEGIES, loop, train  # noqa: E402
 from strategies.parameter_server import PSSync  # noqa: E402
 
+from faults import failing  # noqa: E402  (tests/mpi/faults.py)
 from saved_params import max_diff  # noqa: E402  (tests/mpi/saved_params.py)
 
 STEPS, FLOAT64_TOL, FLOAT32_TOL = 12, 1e-10, 1e-6
@@ -37,16 +38,6 @@ OPTIMIZERS = {"sgd": [], "momentum": ["--momentum", "0.9"], "adam": ["--optimize
 def flags(strategy, dtype="float64", *extra):
     return train.parse_args(["--strategy", strategy, "--dtype", dtype, "--max-steps", str(STEPS),
                              "--epochs", "2", "--batch-size", "96", "--quiet", *extra])
-
-
-def failing(rank):
-    """ps-sync whose world rank ``rank`` raises in its third step."""
-    class Failing(PSSync):
-        def train_step(self, optimizer, loss_fn, xb, yb):
-            if self.comm.rank == rank and self.steps == 2:
-                raise RuntimeError(f"{self.role} rank {rank} fails on purpose")
-            return super().train_step(optimizer, loss_fn, xb, yb)
-    return Failing
 
 
 def main():
@@ -77,7 +68,7 @@ def main():
         return {role: entry["bytes_sent_per_rank_per_step"] for role, entry in record["roles"].items()}
 
     if options.fail is not None:
-        STRATEGIES[PSSync.name] = failing(options.fail)
+        STRATEGIES[PSSync.name] = failing(PSSync, options.fail, step=2)     # in its third step
         launch(flags("ps-sync"))
         return
 
