@@ -8,6 +8,7 @@
     y = collectives.allreduce(comm, x, algorithm="auto")   # the cost model picks (algorithms.py)
     status = comm.recv(buf, collectives.ANY_SOURCE, collectives.Tag.GRADIENT)   # status.source
     comm.split(color, name="dp").traffic()                 # {"dp": {...}}; also counted on comm
+    collectives.set_timeout(60)    # a rank stuck 60 s in one MPI call aborts the job (watchdog.py)
 
 Table of contents (one concept per module):
 
@@ -20,6 +21,8 @@ Table of contents (one concept per module):
     trace.py               opt-in record of every message, step tables
     reduction.py, chunks.py reduction operators; how n elements are cut into p chunks
     check.py               every rank called the same collective on the same array?
+    guard.py               @collective: array type, byte order, root, one thread per comm
+    watchdog.py            set_timeout: abort the job when a rank makes no progress
     gather_scatter.py      gather, scatter (linear)
     tree.py                broadcast, reduce (binomial tree), tree_allreduce
     naive.py               naive_allreduce
@@ -48,12 +51,13 @@ from collectives.tags import Tag
 from collectives.trace import Trace
 from collectives.tree import broadcast, reduce, tree_allreduce
 from collectives.mpi_world import MPIComm, world
+from collectives.watchdog import get_timeout, set_timeout
 
 __all__ = [
     "ALGORITHMS", "ANY_SOURCE", "ANY_TAG", "Algorithm", "Comm", "Counters", "DeadlockError",
     "MPIComm", "Note", "Op", "RankError", "RankExitedError", "Request", "Status", "Tag", "Trace",
     "all_gather", "allreduce", "broadcast", "bucketed_allreduce", "choose", "gather",
-    "get_algorithm", "mpi_allreduce", "naive_allreduce", "plan_buckets",
+    "get_algorithm", "get_timeout", "mpi_allreduce", "naive_allreduce", "plan_buckets",
     "recursive_doubling_allreduce", "reduce", "reduce_scatter", "ring_allreduce", "scatter",
-    "spawn", "tree_allreduce", "world",
+    "set_timeout", "spawn", "tree_allreduce", "world",
 ]

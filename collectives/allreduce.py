@@ -22,9 +22,11 @@ copied back, so the caller gets a CuPy array either way.
 from engine.backend import device_of, to_device, to_numpy
 
 from collectives.algorithms import get_algorithm
+from collectives.guard import collective
 from collectives.reduction import Op
 
 
+@collective
 def allreduce(comm, x, algorithm="ring", op=Op.SUM, *, out=None, check=True):
     """x_0 (op) x_1 (op) ... (op) x_{p-1}, elementwise, on every rank.
 

@@ -18,6 +18,7 @@ and an array larger than ``bucket_bytes`` gets a bucket of its own.
 from engine.backend import array_module
 
 from collectives.allreduce import allreduce
+from collectives.guard import as_array
 from collectives.reduction import Op
 
 
@@ -45,6 +46,11 @@ def bucketed_allreduce(comm, arrays, bucket_bytes=1 << 20, algorithm="ring", op=
     otherwise the inputs are untouched and the results are new arrays (views into each
     bucket's flat buffer). Every rank must pass arrays of the same shapes and dtypes.
     """
+    if not isinstance(arrays, (list, tuple)):
+        raise TypeError("bucketed_allreduce: expected a list of arrays, "
+                        f"got {type(arrays).__name__}")
+    for array in arrays:   # types only: allreduce converts byte order, and inplace needs the inputs
+        as_array(array, "bucketed_allreduce")
     results = list(arrays) if inplace else [None] * len(arrays)
     for bucket in plan_buckets(arrays, bucket_bytes):
         xp = array_module(arrays[bucket[0]])

@@ -6,7 +6,9 @@ So before the real work each rank sends a small descriptor of its call to every 
 
     [number of elements, dtype kind, itemsize, hash of the shape, hash of (collective, op, root)]
 
-and compares the p descriptors it now holds. They are the same p descriptors on every rank,
+and compares the p descriptors it now holds. Byte order needs no field: every collective gets
+its array in native order (guard.py converts a byte-swapped one), so kind and itemsize are the
+dtype. They are the same p descriptors on every rank,
 so either every rank passes or every rank raises the same ValueError - no rank is left waiting.
 
 Cost: p - 1 messages of 40 bytes sent and received per rank, all in flight at once:

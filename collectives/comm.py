@@ -31,7 +31,15 @@ Status`` and ``test() -> bool``):
 What this base class adds: checked peers and buffers (contiguous arrays sent as raw bytes, so
 ``nbytes`` is what travels and what is counted), counters that roll up into the parent
 communicator (counters.py), an opt-in trace (trace.py), a barrier, ``split``.
+
+Threads. One communicator per thread: as in MPI, two threads running collectives (or
+point-to-point calls with the same tags) on one communicator at once take each other's
+messages and give silently wrong results. Give each thread its own (``comm.split(0,
+name="thread 2")``, called on every rank). A second thread entering a collective on a comm
+while another is inside one raises RuntimeError naming both (guard.py); point-to-point
+calls are not checked.
 """
+import threading
 from dataclasses import dataclass
 
 import numpy
@@ -104,6 +112,8 @@ class Comm(CounterTree):
         CounterTree.__init__(self, name)
         self.trace = None  # a trace.Trace to record every message, or None
         self.link = None   # a costmodel.LinkModel for algorithm="auto" (algorithms.py), or None
+        self._collective_lock = threading.RLock()   # held by the thread inside a collective
+        self._collective_owner = None               # (its thread's name, the collective)
 
     # -- sends ---------------------------------------------------------------------------
     def send(self, buf, dest, tag=Tag.DATA, note=None):
@@ -148,13 +158,13 @@ class Comm(CounterTree):
         """Wait until a matching message has arrived and describe it, without receiving it."""
         self._check_peer(source, "probe", may_be_any=True)
         self._check_tag(tag, "probe", may_be_any=True)
-        return self._probe(source, tag, block=True)
+        return self._probe(source, tag, True)    # block: positional, as @watched wants
 
     def iprobe(self, source=ANY_SOURCE, tag=ANY_TAG):
         """The Status of a matching message that has arrived, or None (never waits)."""
         self._check_peer(source, "iprobe", may_be_any=True)
         self._check_tag(tag, "iprobe", may_be_any=True)
-        return self._probe(source, tag, block=False)
+        return self._probe(source, tag, False)   # do not block
 
     # -- completing requests -------------------------------------------------------------
     @staticmethod

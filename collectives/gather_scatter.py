@@ -20,8 +20,10 @@ from engine.backend import array_module
 
 from collectives.check import check_same
 from collectives.comm import Note
+from collectives.guard import collective
 
 
+@collective
 def gather(comm, x, root=0, *, check=True):
     """Every rank's x stacked in rank order on ``root``: shape (p, *x.shape); None elsewhere."""
     if check:
@@ -39,6 +41,7 @@ def gather(comm, x, root=0, *, check=True):
     return stacked
 
 
+@collective
 def scatter(comm, x, root=0, *, check=True):
     """Block ``rank`` of the root's x, whose shape is (p, *block): returns a new (*block) array.
 

@@ -20,6 +20,7 @@ import numpy
 from collectives.comm import ANY_SOURCE, Comm, Status, describe_receive
 from collectives.mailbox import DeadlockError, Message, RankExitedError, Wanted, World
 from collectives.tags import Tag
+from collectives.watchdog import spawn_timeout
 
 
 class RankError(RuntimeError):
@@ -154,13 +155,14 @@ class ThreadComm(Comm):
                           tuple(self._group[r] for r in ranks), ranks.index(self.rank))
 
 
-def spawn(fn, world_size, timeout=30.0):
+def spawn(fn, world_size, timeout=None):
     """Run ``fn(comm)`` on ``world_size`` threads, one per rank; return their results by rank.
 
     ``timeout`` bounds every single wait (seconds): a deadlock becomes a DeadlockError.
+    None: ``collectives.set_timeout``'s value if set, else 30 s (watchdog.py).
     If any rank raises, RankError is raised here, naming that rank.
     """
-    world = World(world_size, timeout)
+    world = World(world_size, spawn_timeout(timeout))
     group = tuple(range(world_size))
     results, errors = [None] * world_size, {}
 

@@ -8,9 +8,11 @@ communicator size (recursive doubling for short messages, reduce-scatter + all-g
 long ones): what ``algorithm="auto"`` does in the open (algorithms.py).
 """
 from collectives.check import check_same
+from collectives.guard import collective
 from collectives.reduction import Op, finish, result_buffer
 
 
+@collective
 def mpi_allreduce(comm, x, op=Op.SUM, *, out=None, check=True):
     """The MPI library's Allreduce of x; same contract as every hand-written all-reduce."""
     op = Op(op)

@@ -16,10 +16,14 @@ CuPy buffers. A CUDA-aware MPI reads device memory itself: we synchronise the cu
 (so the kernels that wrote the buffer have finished) and hand the CuPy array over directly.
 Other MPIs cannot, so ``cuda_aware`` is False and the collectives stage the whole array
 through host memory once (allreduce.py), returning a CuPy array either way.
+
+Every blocking call is ``@watched``: ``collectives.set_timeout(s)`` aborts the job when one
+lasts longer than s seconds (watchdog.py).
 """
 import numpy
 
 from collectives.comm import ANY_SOURCE, ANY_TAG, Comm, Status, describe_receive, on_gpu
+from collectives.watchdog import watched
 
 
 _MPI = None
@@ -74,11 +78,18 @@ def _received(comm, status, buf, source, tag):
     return got
 
 
-class _Pending:
-    """An mpi4py request; for a receive, ``check(status) -> Status`` makes our Status."""
+def _describe_send(call, dest, tag, nbytes):
+    """``send(dest=1, tag=..., 40 B)``: a send, for the watchdog."""
+    return f"{call}(dest={dest}, tag={int(tag)}, {nbytes} B)"
 
-    def __init__(self, request, check=None):
+
+class _Pending:
+    """An mpi4py request; for a receive, ``check(status) -> Status`` makes our Status.
+    ``what``: (_describe_send or describe_receive, call, peer, tag, nbytes), for the watchdog."""
+
+    def __init__(self, request, comm, what, check=None):
         self.request, self._check = request, check
+        self.comm, self.what = comm, what
         self.mpi_status = _mpi().Status()
         self._done, self._status = False, None
 
@@ -87,6 +98,11 @@ class _Pending:
         if self._check is not None:
             self._status = self._check(self.mpi_status)
 
+    def describe(self):
+        describe, *args = self.what
+        return describe(*args)
+
+    @watched(lambda pending: (pending.comm, f"wait({pending.describe()})"))
     def wait(self):
         if not self._done:
             self.request.Wait(self.mpi_status)
@@ -108,15 +124,22 @@ class MPIComm(Comm):
         self.rank = mpi_comm.Get_rank()
         self.size = mpi_comm.Get_size()
         self.cuda_aware = mpi_is_cuda_aware()
+        world = _mpi().COMM_WORLD   # the watchdog names the rank in the job
+        self.world_rank, self.world_size = world.Get_rank(), world.Get_size()
 
+    @watched(lambda comm, buf, dest, tag: (comm, _describe_send("send", dest, tag, buf.nbytes)))
     def _send(self, buf, dest, tag):
         self.mpi_comm.Send(_buffer(buf), dest, tag)
 
+    @watched(lambda comm, buf, source, tag:
+             (comm, describe_receive("recv", source, tag, buf.nbytes)))
     def _recv(self, buf, source, tag):
         status = _mpi().Status()
         self.mpi_comm.Recv(_buffer(buf), *_wildcards(source, tag), status)
         return _received(self, status, buf, source, tag)
 
+    @watched(lambda comm, sendbuf, dest, recvbuf, source, tag:
+             (comm, f"sendrecv(dest={dest}, source={source}, tag={int(tag)})"))
     def _sendrecv(self, sendbuf, dest, recvbuf, source, tag):
         status = _mpi().Status()
         self.mpi_comm.Sendrecv(_buffer(sendbuf), dest, tag, _buffer(recvbuf),
@@ -124,12 +147,16 @@ class MPIComm(Comm):
         return _received(self, status, recvbuf, source, tag)
 
     def _isend(self, buf, dest, tag):
-        return _Pending(self.mpi_comm.Isend(_buffer(buf), dest, tag))
+        return _Pending(self.mpi_comm.Isend(_buffer(buf), dest, tag),
+                        self, (_describe_send, "isend", dest, tag, buf.nbytes))
 
     def _irecv(self, buf, source, tag):
         return _Pending(self.mpi_comm.Irecv(_buffer(buf), *_wildcards(source, tag)),
+                        self, (describe_receive, "irecv", source, tag, buf.nbytes),
                         lambda status: _received(self, status, buf, source, tag))
 
+    @watched(lambda comm, source, tag, block:
+             (comm, describe_receive("probe" if block else "iprobe", source, tag)))
     def _probe(self, source, tag, block):
         status = _mpi().Status()
         if block:
@@ -138,6 +165,8 @@ class MPIComm(Comm):
             return None
         return Status(status.Get_source(), status.Get_tag(), status.Get_count(_mpi().BYTE))
 
+    @watched(lambda comm, pendings:
+             (comm, f"waitany([{', '.join(p.describe() for p in pendings)}])"))
     def _wait_any(self, pendings):
         status = _mpi().Status()
         index = _mpi().Request.Waitany([p.request for p in pendings], status)
@@ -145,13 +174,17 @@ class MPIComm(Comm):
         pendings[index].finish()
         return index
 
+    @watched(lambda comm: (comm, "barrier()"))
     def barrier(self):
         self.mpi_comm.Barrier()  # the library's: used only to line ranks up for timing
 
+    @watched(lambda comm, color, key: (comm, f"split(color={color}, key={key})"))
     def _split(self, color, key):
         MPI = _mpi()
         sub = self.mpi_comm.Split(MPI.UNDEFINED if color is None else color, key)
         return None if sub == MPI.COMM_NULL else MPIComm(sub)
+
+    @watched(lambda comm, buf, op_name: (comm, f"library_allreduce(op={op_name}, {buf.nbytes} B)"))
     def library_allreduce(self, buf, op_name):
         """MPI's own Allreduce, in place on ``buf`` (the reference the benchmark compares to)."""
         MPI = _mpi()

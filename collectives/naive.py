@@ -16,9 +16,11 @@ Traffic: rank 0 receives and sends (p - 1) n bytes; every other rank sends and r
 from collectives.check import check_same
 from collectives.comm import Note
 from collectives.gather_scatter import gather
+from collectives.guard import collective
 from collectives.reduction import Op, combine_into, finish, result_buffer
 
 
+@collective
 def naive_allreduce(comm, x, op=Op.SUM, *, out=None, check=True):
     """All-reduce by gather to rank 0, reduce, and p - 1 sends back (cost above)."""
     op = Op(op)

@@ -37,9 +37,11 @@ from engine.backend import array_module
 
 from collectives.check import check_same
 from collectives.comm import Note
+from collectives.guard import collective
 from collectives.reduction import Op, combine_into, finish, result_buffer
 
 
+@collective
 def recursive_doubling_allreduce(comm, x, op=Op.SUM, *, out=None, check=True):
     """All-reduce by recursive doubling with the fold for non-powers of two (see above)."""
     op = Op(op)

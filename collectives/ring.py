@@ -59,6 +59,7 @@ from engine.backend import array_module
 from collectives.check import check_same
 from collectives.chunks import chunk_bounds, chunk_sizes
 from collectives.comm import Note
+from collectives.guard import collective
 from collectives.reduction import Op, combine_into, finish, result_buffer
 
 
@@ -94,6 +95,7 @@ def all_gather_phase(comm, buf, bounds):
                       note=Note("all-gather", step, send_chunk, recv_chunk))
 
 
+@collective
 def ring_allreduce(comm, x, op=Op.SUM, *, out=None, check=True):
     """y = x_0 (op) ... (op) x_{p-1} on every rank, by the ring (see the module docstring).
 
@@ -111,6 +113,7 @@ def ring_allreduce(comm, x, op=Op.SUM, *, out=None, check=True):
     return finish(buf, op, comm.size, x.shape, out)
 
 
+@collective
 def reduce_scatter(comm, x, op=Op.SUM, *, check=True):
     """Chunk ``rank`` of the all-reduce of x (flattened): a 1-D array of chunk_sizes(n, p)[rank].
 
@@ -127,6 +130,7 @@ def reduce_scatter(comm, x, op=Op.SUM, *, check=True):
     return finish(buf[lo:hi].copy(), op, comm.size, (hi - lo,))
 
 
+@collective
 def all_gather(comm, x, *, check=True):
     """Every rank's x stacked in rank order, on every rank: shape (p, *x.shape).
 

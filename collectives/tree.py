@@ -37,6 +37,7 @@ from engine.backend import array_module
 
 from collectives.check import check_same
 from collectives.comm import Note
+from collectives.guard import collective
 from collectives.reduction import Op, combine_into, finish, result_buffer
 
 
@@ -81,6 +82,7 @@ def reduce_tree(comm, buf, op, root=0):
         distance *= 2
 
 
+@collective
 def broadcast(comm, x, root=0, *, out=None, check=True):
     """Root's x on every rank. Every rank passes an array of the same shape and dtype
     (like MPI_Bcast's buffer; only the root's contents matter). Returns a new array or ``out``.
@@ -92,6 +94,7 @@ def broadcast(comm, x, root=0, *, out=None, check=True):
     return finish(buf, Op.SUM, comm.size, x.shape, out)
 
 
+@collective
 def reduce(comm, x, root=0, op=Op.SUM, *, check=True):
     """x_0 (op) ... (op) x_{p-1} on ``root`` (a new array); None on the other ranks."""
     op = Op(op)
@@ -102,6 +105,7 @@ def reduce(comm, x, root=0, op=Op.SUM, *, check=True):
     return finish(buf, op, comm.size, x.shape) if comm.rank == root else None
 
 
+@collective
 def tree_allreduce(comm, x, op=Op.SUM, *, out=None, check=True):
     """All-reduce by a binomial reduce to rank 0 then a binomial broadcast (cost above)."""
     op = Op(op)

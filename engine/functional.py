@@ -89,6 +89,9 @@ class LogSoftmax(Function):
 
     def forward(self, a, axis):
         xp = backend.array_module(a)
+        if a.shape[axis] == 0:  # no entries to normalise (and no max to subtract): empty result
+            self.saved = (a,)
+            return a.copy()
         shifted = a - a.max(axis=axis, keepdims=True)
         z = shifted - xp.log(xp.exp(shifted).sum(axis=axis, keepdims=True))
         self.saved = (z,)
@@ -101,7 +104,8 @@ class LogSoftmax(Function):
 
 
 def log_softmax(x, axis=-1):
-    return LogSoftmax.apply(x, axis=axis)
+    """Of an integer or bool tensor: float32 (engine/ops/dtypes.py), as softmax, exp, tanh."""
+    return LogSoftmax.apply(ops.to_floating(x), axis=axis)
 
 
 def softmax(x, axis=-1):

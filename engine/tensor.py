@@ -5,6 +5,8 @@
 fills for leaves that require grad. Every operator below is a call to one op
 in ``engine.ops``; the ops hold the math, this class only gives them names.
 """
+import math
+
 import numpy
 
 from engine import backend
@@ -156,37 +158,35 @@ class Tensor:
         device = ", device='cuda'" if self.device == "cuda" else ""
         return f"Tensor({backend.to_numpy(self.data)!r}{grad}{device})"
 
-    # ---- arithmetic: a + b, a - b = a + (-b), a / b = a * b**-1 ----
-    def _lift(self, other):
-        """A constant operand as a tensor of our dtype and device (no float64 promotion)."""
-        if isinstance(other, Tensor):
-            return other
-        xp = backend.array_module(self.data)
-        other = xp.asarray(other)
-        # An integer tensor meeting a float (t * 0.5, t / 2, t.mean()) becomes float, as in
-        # PyTorch: casting 0.5 to the tensor's integer dtype would silently make it 0.
-        promote = self.dtype.kind in "biu" and other.dtype.kind == "f"
-        return Tensor._wrap(other.astype(DEFAULT_DTYPE if promote else self.dtype, copy=False))
-
+    # ---- arithmetic: a + b, a - b = a + (-b), a / b = a * b**-1, dtypes by ops.promote ----
     def __add__(self, other):
-        return ops.Add.apply(self, self._lift(other))
+        return ops.Add.apply(*ops.promote(self, other))
+
+    def __radd__(self, other):
+        return ops.Add.apply(*ops.promote(other, self))
 
     def __mul__(self, other):
-        return ops.Mul.apply(self, self._lift(other))
+        return ops.Mul.apply(*ops.promote(self, other))
+
+    def __rmul__(self, other):
+        return ops.Mul.apply(*ops.promote(other, self))
 
     def __neg__(self):
         return ops.Neg.apply(self)
 
     def __sub__(self, other):
-        other = self._lift(other)
-        ops.check_broadcast("sub", self, other)
-        return self + (-other)
+        return _subtract(*ops.promote(self, other))
+
+    def __rsub__(self, other):
+        return _subtract(*ops.promote(other, self))
 
     def __truediv__(self, other):
-        if not isinstance(other, Tensor):
-            return self * (1.0 / other)
-        ops.check_broadcast("div", self, other)
-        return self * other ** -1
+        if ops.is_number(other):  # 1/other once, in double precision; x / 0 is +-inf or nan
+            return self * (1.0 / other if other != 0 else math.copysign(math.inf, other))
+        return _divide(*ops.promote(self, other, true_division=True))
+
+    def __rtruediv__(self, other):
+        return _divide(*ops.promote(other, self, true_division=True))
 
     def __pow__(self, exponent):
         if isinstance(exponent, Tensor):
@@ -196,23 +196,11 @@ class Tensor:
             base = self.to(dtype=DEFAULT_DTYPE)  # Tensor([4]) ** 0.5 is 2.0, not int 1 (PyTorch)
         return ops.Pow.apply(base, exponent=exponent)
 
-    def __radd__(self, other):
-        return self._lift(other) + self
-
-    def __rmul__(self, other):
-        return self._lift(other) * self
-
-    def __rsub__(self, other):
-        return self._lift(other) - self
-
-    def __rtruediv__(self, other):
-        return self._lift(other) / self
-
     def __matmul__(self, other):
-        return ops.matmul(self, self._lift(other))
+        return ops.matmul(*ops.promote(self, other))
 
     def __rmatmul__(self, other):
-        return ops.matmul(self._lift(other), self)
+        return ops.matmul(*ops.promote(other, self))
 
     # ---- comparisons: boolean tensors, no gradient (as in PyTorch) ----
     __hash__ = object.__hash__  # defining __eq__ would otherwise make tensors unhashable
@@ -241,16 +229,16 @@ class Tensor:
 
     # ---- elementwise functions ----
     def exp(self):
-        return ops.Exp.apply(self)
+        return ops.Exp.apply(ops.to_floating(self))
 
     def log(self):
-        return ops.Log.apply(self)
+        return ops.Log.apply(ops.to_floating(self))
 
     def tanh(self):
-        return ops.Tanh.apply(self)
+        return ops.Tanh.apply(ops.to_floating(self))
 
     def sigmoid(self):
-        return ops.Sigmoid.apply(self)
+        return ops.Sigmoid.apply(ops.to_floating(self))
 
     def relu(self):
         return ops.ReLU.apply(self)
@@ -260,17 +248,16 @@ class Tensor:
         return ops.Sum.apply(self, axis=ops.normalize_axis(axis, self.ndim), keepdims=keepdims)
 
     def mean(self, axis=None, keepdims=False):
+        """The sum over ``axis`` divided by its count: NaN over no entries, as in PyTorch."""
         axis = ops.normalize_axis(axis, self.ndim)
-        count = 1
-        for a in axis:
-            count *= self.shape[a]
-        return self.sum(axis, keepdims) * (1.0 / max(count, 1))
+        return self.sum(axis, keepdims) / math.prod(self.shape[a] for a in axis)
 
     def max(self, axis=None, keepdims=False):
         return ops.Max.apply(self, axis=ops.normalize_axis(axis, self.ndim), keepdims=keepdims)
 
     def argmax(self, axis=None):
-        """Index of the largest entry (no gradient)."""
+        """Index of the largest entry (no gradient); of the flattened tensor when axis is None."""
+        ops.check_reduction("argmax", self.shape, ops.normalize_axis(axis, self.ndim))
         return Tensor._wrap(self.data.argmax(axis=axis))
 
     # ---- shape ----
@@ -294,6 +281,16 @@ class Tensor:
 
     def __getitem__(self, index):
         return ops.GetItem.apply(self, index=ops.normalize_index(index))
+
+
+def _subtract(a, b):
+    ops.check_broadcast("sub", a, b)
+    return a + (-b)
+
+
+def _divide(a, b):
+    ops.check_broadcast("div", a, b)
+    return a * b ** -1
 
 
 from engine import autograd, hooks, ops  # noqa: E402  (they build on Tensor; import last)

@@ -21,6 +21,12 @@ What a rank does is explicit, so that ranks may differ (a parameter server, a pi
     begin_epoch(loader, steps)  an epoch of ``steps`` global batches starts (a parameter
                           server's schedule hands out chunks of ``loader``'s batches)
     drain(), report(comm)  finish what is in flight when training pauses; extra record entries
+    state_attributes      what moves from step to step besides parameters and optimiser (the
+                          checkpoints save and load it: strategies/checkpoint/stateful.py)
+    checkpoint_between_steps  False when messages are in flight between steps (an async
+                          server): then checkpoints wait for the end of an epoch
+    resizable             True when every rank holds the same state (dp): a checkpoint may
+                          resume on another world size
     add_arguments(parser), check(world_size, args), from_args(model, comm, args): its own
                           flags, the reasons it cannot run, how the runner builds it
 
@@ -46,6 +52,7 @@ import numpy
 
 import collectives
 from engine import Tensor, no_grad
+from strategies.checkpoint.stateful import Stateful
 from strategies.parameters import flat_parameters
 
 
@@ -57,11 +64,14 @@ class StepResult:
     rows: int         # how many rows that was (0 on a rank that computes no loss)
 
 
-class Strategy:
+class Strategy(Stateful):
     """Base class: one rank's view of a training strategy (see the module docstring)."""
 
     name = "base"
     replicated = True
+    state_attributes = ("steps",)
+    checkpoint_between_steps = True
+    resizable = False
     min_world_size = 1
     max_world_size = None
 
@@ -71,6 +81,7 @@ class Strategy:
         self.steps = 0
         self.comm_seconds = 0.0    # time inside this strategy's communication (see timed below)
         self.pruning = None        # the runner's --prune masks (strategies/masks.py), or None
+        self.nan_guard = None      # the runner's --on-nan guard (strategies/nan_guard.py), or None
 
     # -- what the runner needs before anything runs (class methods: no model yet) -----------
     @classmethod
@@ -108,6 +119,10 @@ class Strategy:
         """The parameters this rank's optimiser updates ([]: this rank optimises nothing)."""
         return self.model.parameters()
 
+    def guarded_parameters(self):
+        """[(name, parameter)] whose gradients this rank computes (what --on-nan checks)."""
+        return self.model.named_parameters()
+
     def local_rows(self, global_batch_size):
         """The rows of each global batch this rank trains on: its contiguous 1/K share.
 
@@ -124,11 +139,15 @@ class Strategy:
         loss = loss_fn(self.model(xb), yb)
         optimizer.zero_grad()
         loss.backward()
+        value = loss.item()
+        if self.nan_guard is not None and self.nan_guard.drop_step(value, self.steps + 1):
+            optimizer.zero_grad()                     # --on-nan skip: every rank drops it
+            return StepResult(0.0, 0)
         self.after_backward()
         optimizer.step()
         self.steps += 1
         self.after_step()
-        return StepResult(loss.item() * len(yb), len(yb))
+        return StepResult(value * len(yb), len(yb))
 
     def after_backward(self):
         """Called once the local gradients are in ``p.grad`` (DataParallel averages them here)."""

@@ -30,6 +30,9 @@ from strategies.parameters import gradients
 class CompressedDataParallel(DataParallel):
     """dp whose gradient exchange is a compressor's (``--compress``)."""
 
+    resizable = False                    # residuals and random streams differ per rank
+    state_attributes = DataParallel.state_attributes + ("compressor",)
+
     def __init__(self, model, comm, compressor, **dp_options):
         super().__init__(model, comm, **dp_options)
         self.compressor = compressor

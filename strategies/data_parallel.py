@@ -64,6 +64,7 @@ class DataParallel(Strategy):
     """
 
     name = "dp"
+    resizable = True     # every rank holds the same theta and optimiser state (A1)
 
     def __init__(self, model, comm, algorithm="ring", bucket_bytes=DEFAULT_BUCKET_BYTES, overlap=False):
         super().__init__(model, comm)

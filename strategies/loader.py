@@ -30,8 +30,16 @@ class RankLoader:
         return len(self.order)
 
     def __iter__(self):
+        return self.steps_from(0)
+
+    def set_epoch(self, epoch):
+        """The next iteration is epoch ``epoch`` (from 0): what a resumed run starts with."""
+        self.order.set_epoch(epoch)
+
+    def steps_from(self, first):
+        """This epoch's batches from step ``first`` on (a run resumed mid-epoch skips the rest)."""
         self.batches = numpy.stack([batch.numpy() for batch, _ in self.order])
-        for step in range(len(self.batches)):
+        for step in range(first, len(self.batches)):
             yield self.take(step, self.rows)
 
     def take(self, step, rows):

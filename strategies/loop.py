@@ -17,9 +17,11 @@ from tqdm import tqdm
 import collectives
 import engine.functional as F
 from engine import data, kernels, manual_seed, models, nn, optim
-from strategies import record as records
+from strategies import checkpoint, record as records
 from strategies.loader import RankLoader
 from strategies.masks import prune_replicas
+from strategies.messages import agree
+from strategies.nan_guard import NanGuard
 from strategies.parameters import cast_model
 from strategies.registry import STRATEGIES
 
@@ -49,16 +51,24 @@ def sum_over_ranks(comm, *values):
     return collectives.allreduce(comm, numpy.array(values, numpy.float64), "tree", "sum", check=False)
 
 
-def train_epoch(strategy, optimizer, loader, steps, bar=None):
+def train_epoch(strategy, optimizer, loader, steps, bar=None, resume=None, after_step=None):
     """``steps`` steps over ``loader`` (at most one pass); returns this rank's (sum of
-    per-sample losses, rows scored). ``bar``: a tqdm bar, or None."""
+    per-sample losses, rows scored). ``bar``: a tqdm bar, or None. ``resume``: a checkpoint's
+    Position inside this epoch: its ``done`` steps are skipped, its loss sums and the
+    strategy's state in the epoch (which begin_epoch resets) put back. ``after_step(done,
+    loss_sum, rows)``: called after each step (the checkpoints)."""
     strategy.begin_epoch(loader, steps)
-    loss_sum, rows = 0.0, 0
-    for _, (xb, yb) in zip(range(steps), loader):           # this rank's rows of a global batch
+    done, loss_sum, rows = 0, 0.0, 0
+    if resume is not None:
+        done, loss_sum, rows = resume.done, resume.loss_sum, resume.rows
+        strategy.load_state_dict(resume.strategy)
+    for _, (xb, yb) in zip(range(steps - done), loader.steps_from(done)):   # this rank's rows
         result = strategy.train_step(optimizer, F.cross_entropy, xb, yb)
-        loss_sum, rows = loss_sum + result.loss_sum, rows + result.rows
+        loss_sum, rows, done = loss_sum + result.loss_sum, rows + result.rows, done + 1
         if bar is not None:
             bar.update()
+        if after_step is not None:
+            after_step(done, loss_sum, rows)
     return loss_sum, rows
 
 
@@ -77,6 +87,7 @@ def setup(args, comm):
     pruning = prune_replicas(model, comm, args.prune, args.prune_scope) if args.prune else None
     strategy = STRATEGIES[args.strategy].from_args(model, comm, args)
     strategy.pruning = pruning
+    strategy.nan_guard = NanGuard(args.on_nan, comm, strategy.guarded_parameters())
     params = strategy.parameters()
     optimizer = OPTIMIZERS[args.optimizer](params, args) if params else None
     return model, strategy, optimizer
@@ -116,16 +127,35 @@ def run(args, comm, dataset=None, check=None):
         f"{args.dataset} {len(X_train):,} samples, global batch {B} = {data_ranks} x {B // data_ranks}, "
         f"{len(order)} steps per epoch, {args.optimizer} lr {args.lr}")
     progress = comm.rank == 0 and not args.quiet
-    epochs, train_seconds, steps = [], 0.0, 0
+    keeper = checkpoint.Checkpoints(args, comm, metrics_comm, strategy, optimizer) if args.checkpoint_dir else None
+    try:
+        position = keeper.resume(say) if keeper and args.resume else None
+    except checkpoint.CheckpointError as exc:
+        if comm.rank == 0:
+            print(f"strategies.train: error: --resume: {exc}", file=sys.stderr, flush=True)
+        return {"error": f"--resume: {exc}"}
+    epochs, train_seconds, steps = ([], 0.0, 0) if position is None else (
+        position.epochs, position.train_seconds, position.steps - position.done)
     start = time.perf_counter()
-    for epoch in range(1, args.epochs + 1):
+    for epoch in range(position.epoch if position else 1, args.epochs + 1):
         this_epoch = epoch_steps(len(order), steps, args.max_steps)
-        bar = tqdm(total=this_epoch, desc=f"epoch {epoch}", leave=False, file=sys.stderr) if progress else None
-        tic = time.perf_counter()
-        loss_sum, rows = train_epoch(strategy, optimizer, order, this_epoch, bar)
+        if this_epoch <= 0:                                  # resumed at --max-steps already
+            break
+        resume = position if position and position.epoch == epoch and position.done else None
+        bar = tqdm(total=this_epoch, initial=resume.done if resume else 0, desc=f"epoch {epoch}",
+                   leave=False, file=sys.stderr) if progress else None
+        tic, saved_before = time.perf_counter(), keeper.seconds if keeper else 0.0
+
+        def save_between_steps(done, loss_sum, rows):
+            if keeper and done < this_epoch and keeper.due_between_steps(steps + done):
+                keeper.save(checkpoint.Position(epoch, done, steps + done, loss_sum, rows, epochs,
+                                                train_seconds + time.perf_counter() - tic))
+
+        order.set_epoch(epoch - 1)                         # the order is a function of (seed, epoch)
+        loss_sum, rows = train_epoch(strategy, optimizer, order, this_epoch, bar, resume, save_between_steps)
         steps += this_epoch
         strategy.drain()                                   # nothing in flight past this point
-        train_seconds += time.perf_counter() - tic
+        train_seconds += time.perf_counter() - tic - ((keeper.seconds - saved_before) if keeper else 0.0)
         if bar is not None:
             bar.close()
         total_loss, total_rows = sum_over_ranks(metrics_comm, loss_sum, rows)
@@ -140,11 +170,15 @@ def run(args, comm, dataset=None, check=None):
         say(f"  epoch {epoch:>3} | loss {epoch_loss:.4f} | test acc {accuracy:.4f} | consensus {distance}"
             f" | cumulative: {train_seconds:6.2f} s, {steps * B / train_seconds:8,.0f} samples/s,"
             f" {sent / 1e6:8.2f} MB sent/rank")
+        if keeper and this_epoch == len(order) and keeper.due_at_epoch_end(steps):   # "epoch + 1, step 0"
+            keeper.save(checkpoint.Position(epoch + 1, 0, steps, 0.0, 0, epochs, train_seconds))
         if args.max_steps and steps >= args.max_steps:
             break
     return finish(args, comm, metrics_comm, strategy, dict(
         steps=steps, epochs=epochs, n_params=n_params, setup_bytes=setup_bytes, start=start,
-        train_seconds=train_seconds, compile_seconds=compile_seconds), say)
+        train_seconds=train_seconds, compile_seconds=compile_seconds, checkpoints=keeper and dict(
+            written=keeper.written, seconds=keeper.seconds, directory=keeper.directory,
+            resumed_from_step=position.steps if position else None)), say)
 
 
 def finish(args, comm, metrics_comm, strategy, run_state, say):
@@ -169,19 +203,9 @@ def finish(args, comm, metrics_comm, strategy, run_state, say):
                   comm_seconds_per_rank=float(comm_seconds), comm_share=float(comm_seconds) / s["train_seconds"],
                   params_sha256=records.params_sha256(final), loadavg=records.loadavg(),
                   sparsity=strategy.pruning.sparsity() if strategy.pruning else None,
+                  checkpoints=s["checkpoints"], nan_steps_skipped=strategy.nan_guard.skipped,
                   **strategy.report(metrics_comm))
     records.write_outputs(record, final, args, comm.rank)
     if args.out:
         say(f"record written to {args.out}")
     return record
-
-
-def agree(comm, problem):
-    """Every rank learns whether any rank has a problem; returns the first such rank, or None.
-
-    One all-reduce of one integer (op min of "my rank if I have a problem, else K"), so a rank
-    whose file is missing makes every rank stop, with one message, instead of leaving the others
-    waiting in their first all-reduce."""
-    mine = numpy.array([comm.rank if problem else comm.size], numpy.int64)
-    first = int(collectives.allreduce(comm, mine, "tree", "min", check=False)[0])
-    return None if first == comm.size else first

@@ -6,6 +6,7 @@ JSON-able value as bytes, in two messages per peer: its length (one int64), then
 
     gather_json(comm, value)     rank 0 gets [value of rank 0, value of rank 1, ...]; others None
     broadcast_json(comm, value)  every rank gets rank 0's value
+    agree(comm, problem)         the first rank whose ``problem`` is not None, on every rank
 
 Linear in the number of ranks (rank 0 talks to each rank in turn): for metadata only, and
 over the metrics communicator, so training's counters never see it.
@@ -14,6 +15,7 @@ import json
 
 import numpy
 
+import collectives
 from collectives.tags import Tag
 
 
@@ -50,3 +52,14 @@ def broadcast_json(comm, value):
             _send(comm, value, dest)
         return value
     return _recv(comm, 0)
+
+
+def agree(comm, problem):
+    """Every rank learns whether any rank has a problem; returns the first such rank, or None.
+
+    One all-reduce of one integer (op min of "my rank if I have a problem, else K"), so a rank
+    whose file is missing makes every rank stop, with one message, instead of leaving the others
+    waiting in their first all-reduce."""
+    mine = numpy.array([comm.rank if problem else comm.size], numpy.int64)
+    first = int(collectives.allreduce(comm, mine, "tree", "min", check=False)[0])
+    return None if first == comm.size else first

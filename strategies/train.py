@@ -21,6 +21,7 @@ import argparse
 import math
 import os
 import sys
+import threading
 
 import collectives
 from engine import models
@@ -28,7 +29,9 @@ from engine.process import configure_process
 from engine.threads import launched_by_mpi
 from strategies.data_parallel import DEFAULT_BUCKET_BYTES
 from strategies import loop
-from strategies.loop import OPTIMIZERS, agree
+from strategies.loop import OPTIMIZERS
+from strategies.messages import agree
+from strategies.nan_guard import MODES, NonFiniteError
 from strategies.registry import STRATEGIES
 
 
@@ -85,6 +88,17 @@ def build_parser(quiet=False):
     run_group.add_argument("--out", default=None, help="write the JSON record here (rank 0)")
     run_group.add_argument("--save-params", default=None, help="write the whole final model here (.npz, rank 0)")
     run_group.add_argument("--quiet", action="store_true", help="no progress bar, no per-epoch lines")
+    run_group.add_argument("--on-nan", choices=MODES, default="stop",
+                           help="a NaN/inf loss or gradient: stop the job, or skip the step on every rank")
+    run_group.add_argument("--timeout", type=float, default=300.0, metavar="S",
+                           help="a rank waiting S seconds in one receive or collective aborts the job "
+                                "(collectives/watchdog.py); 0: wait forever")
+    saving = p.add_argument_group("checkpoints (strategies/checkpoint/)")
+    saving.add_argument("--checkpoint-dir", default=None, help="save the run here, every rank its part")
+    saving.add_argument("--checkpoint-every", type=int, default=100, metavar="N", help="... every N optimiser steps")
+    saving.add_argument("--keep-checkpoints", type=int, default=2, metavar="K", help="... keeping the K newest")
+    saving.add_argument("--resume", action="store_true",
+                        help="continue from the newest whole checkpoint in --checkpoint-dir (none: from step 0)")
     added = set()          # a family of strategies (ps-sync, ps-async, ...) shares one group
     for cls in STRATEGIES.values():
         if cls.add_arguments.__func__ not in added:
@@ -115,12 +129,38 @@ def check(args, comm, n_train):
         problem = path and comm.rank == 0 and unwritable(path)
         if problem:
             return f"{flag} {path}: {problem}"
+    if args.on_nan == "skip" and (not STRATEGIES[args.strategy].replicated or getattr(args, "overlap", False)):
+        return (f"--on-nan skip drops a step on every rank alike: for single, dp (without --overlap), "
+                f"local-sgd and gossip, not {args.strategy}{' --overlap' if args.overlap else ''} (use --on-nan stop)")
+    if not (math.isfinite(args.timeout) and args.timeout >= 0):
+        return f"--timeout must be a number of seconds >= 0 (0: no watchdog), got {args.timeout}"
+    problem = check_checkpoints(args, comm.rank)
+    if problem:
+        return problem
     if not 0 <= args.prune < 1:
         return f"--prune must be in [0, 1), got {args.prune}"
     if args.prune and not STRATEGIES[args.strategy].replicated:
         return (f"--prune is for strategies whose ranks hold the whole model (single, dp, local-sgd, "
                 f"gossip), not {args.strategy}")
     return STRATEGIES[args.strategy].check(comm.size, args)
+
+
+def check_checkpoints(args, rank):
+    """Why the checkpoint flags cannot work, or None; rank 0 creates --checkpoint-dir."""
+    if args.resume and not args.checkpoint_dir:
+        return "--resume needs --checkpoint-dir (where the checkpoints are)"
+    if args.checkpoint_every < 1 or args.keep_checkpoints < 1:
+        return (f"--checkpoint-every and --keep-checkpoints must be >= 1, got "
+                f"{args.checkpoint_every} and {args.keep_checkpoints}")
+    if args.checkpoint_dir and rank == 0:
+        directory = os.path.expanduser(args.checkpoint_dir)
+        try:
+            os.makedirs(directory, exist_ok=True)
+        except OSError as exc:
+            return f"--checkpoint-dir {args.checkpoint_dir}: {exc.strerror or exc}"
+        if not os.access(directory, os.W_OK):
+            return f"--checkpoint-dir {args.checkpoint_dir}: the directory is not writable"
+    return None
 
 
 def unwritable(path):
@@ -151,7 +191,13 @@ def main(argv=None):
             if agree(comm, str(exc)) == comm.rank:
                 _report(exc)
             return _mpi_exit(2)
-        return _mpi_exit(2) if "error" in run(args, comm) else 0
+        collectives.set_timeout(args.timeout if math.isfinite(args.timeout) and args.timeout > 0 else None)
+        try:
+            return _mpi_exit(2) if "error" in run(args, comm) else 0
+        except NonFiniteError as exc:       # the others wait in an all-reduce: end them all
+            _report(exc)
+            from mpi4py import MPI
+            MPI.COMM_WORLD.Abort(1)
     try:
         args = parse_args(argv)
     except UsageError as exc:
@@ -161,7 +207,14 @@ def main(argv=None):
         _report(f"--threads must be >= 1, got {args.threads}")
         return 2
     configure_process(ranks_in_process=args.threads)
-    records = collectives.spawn(lambda comm: run(args, comm), args.threads, timeout=300)
+    waits = min(args.timeout, threading.TIMEOUT_MAX) if args.timeout > 0 else threading.TIMEOUT_MAX  # 0: forever
+    try:
+        records = collectives.spawn(lambda comm: run(args, comm), args.threads, timeout=waits)
+    except collectives.RankError as exc:
+        if not isinstance(exc.__cause__, NonFiniteError):
+            raise
+        _report(exc.__cause__)
+        return 1
     return 2 if "error" in records[0] else 0
 
 

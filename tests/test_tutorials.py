@@ -4,7 +4,8 @@ Each is started as a user would start it, in a subprocess from the repository ro
 tutorial 02 under ``mpirun -n 2`` with one short epoch per model. Tutorials 03-05, 07-09 and 11 run
 both ways their headers give, with --quick: under ``mpirun -n 4`` (4 processes) and with plain
 ``python`` (4 ranks as threads of one process, tutorials/ranks.py), and every check compares
-4 real ranks both times.
+4 real ranks both times. Tutorial 12 is a driver run with plain ``python`` that launches
+``mpirun -n 4`` itself (it kills ranks, which ends an mpirun job).
 """
 import os
 import pathlib
@@ -104,3 +105,15 @@ def test_distributed_tutorial_under_mpirun(name, four_ranks):
     assert IN_PROCESS not in output
     assert four_ranks in output
     assert output.count("PASS") == 1, "only rank 0 prints"
+
+
+@pytest.mark.mpi
+@needs_mpirun
+def test_12_faults_and_checkpoints_quick():
+    """The driver launches mpirun itself (plain python): kill -9, --resume, torn checkpoints,
+    the NaN guard and the watchdog, each checked; about 20-30 s on 2 cores."""
+    code, output = run([sys.executable, "tutorials/12_faults_and_checkpoints.py", "--quick"], timeout=180)
+    assert_passed(code, output)
+    assert "ok    --resume after kill -9 == the uninterrupted run (params_sha256, bit for bit)" in output
+    assert "checkpoint skipped: $D/ck/step-00000140: rank-00001.npz: SHA-256 differs" in output
+    assert "--on-nan stop: rank " in output and "mpigrad watchdog: rank " in output

@@ -29,6 +29,9 @@ e.g. train-images-idx3-ubyte starts 00 00 08 03 | 00 00 EA 60 | 00 00 00 1C | 00
 (uint8, 3 dims: 60000 x 28 x 28).
 """
 import gzip
+import math
+import zipfile
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -41,14 +44,20 @@ NPZ_KEYS = ("x_train", "y_train", "x_test", "y_test")
 IDX_DTYPES = ((0x08, ">u1"), (0x09, ">i1"), (0x0B, ">i2"), (0x0C, ">i4"), (0x0D, ">f4"), (0x0E, ">f8"))
 
 
+def _path(path):
+    """``path`` as a Path, with ``~`` expanded (a shell would have; Python's open does not)."""
+    return Path(path).expanduser()
+
+
 def read_idx(path):
     """Parse one IDX file (plain or gzip, told apart by gzip's magic 1f 8b) into a NumPy array."""
-    path = Path(path)
+    path = _path(path)
     raw = path.read_bytes()
     if raw[:2] == b"\x1f\x8b":
         try:
             raw = gzip.decompress(raw)
-        except (EOFError, OSError) as exc:  # EOFError: the gzip stream stops early
+        # EOFError: the stream stops early; zlib.error: a corrupt body; OSError: a bad header
+        except (EOFError, OSError, zlib.error) as exc:
             raise ValueError(f"{path}: truncated or corrupt gzip file ({exc})") from exc
     if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] not in dict(IDX_DTYPES):
         raise ValueError(f"{path}: not an IDX file (magic number {raw[:4].hex(' ')}, "
@@ -58,7 +67,7 @@ def read_idx(path):
     if len(raw) < header:
         raise ValueError(f"{path}: truncated IDX header ({len(raw)} bytes, need {header} for {ndim} dims)")
     shape = tuple(int(d) for d in np.frombuffer(raw, ">u4", count=ndim, offset=4))
-    expected = header + int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    expected = header + math.prod(shape) * dtype.itemsize  # Python ints: no int64 overflow
     if len(raw) != expected:
         what = "truncated" if len(raw) < expected else "has trailing bytes"
         raise ValueError(f"{path}: IDX file {what}: {len(raw)} bytes, shape {shape} needs {expected}")
@@ -75,7 +84,7 @@ def _find(directory, stem):
 
 def read_idx_dir(directory):
     """The four MNIST-layout IDX files of ``directory`` as raw arrays (train images, labels, test ...)."""
-    directory = Path(directory)
+    directory = _path(directory)
     found = [_find(directory, stem) for stem in IDX_FILES]
     missing = [stem for stem, path in zip(IDX_FILES, found) if path is None]
     if missing:
@@ -87,11 +96,24 @@ def read_idx_dir(directory):
 
 def read_npz(path):
     """The arrays ``x_train, y_train, x_test, y_test`` of a Keras-style mnist.npz."""
-    with np.load(path, allow_pickle=False) as archive:
-        missing = [key for key in NPZ_KEYS if key not in archive.files]
-        if missing:
-            raise ValueError(f"{path}: missing keys {missing} (has {archive.files}, needs {list(NPZ_KEYS)})")
-        return tuple(archive[key] for key in NPZ_KEYS)
+    path = _path(path)
+    try:
+        archive = np.load(path, allow_pickle=False)
+        if not hasattr(archive, "files"):  # an .npy file: one array, not an archive of them
+            raise ValueError(f"one array of shape {archive.shape}, not an archive")
+        with archive:
+            files = archive.files
+            arrays = tuple(archive[key] for key in NPZ_KEYS if key in files)
+    except FileNotFoundError:
+        raise
+    # BadZipFile: not a zip, or a truncated one; zlib.error, EOFError: a corrupt member;
+    # ValueError: not an .npz at all (NumPy then reads it as a pickle, which is refused)
+    except (zipfile.BadZipFile, zlib.error, EOFError, OSError, ValueError) as exc:
+        raise ValueError(f"{path}: corrupt or not an .npz file ({type(exc).__name__}: {exc})") from exc
+    missing = [key for key in NPZ_KEYS if key not in files]
+    if missing:
+        raise ValueError(f"{path}: missing keys {missing} (has {files}, needs {list(NPZ_KEYS)})")
+    return arrays
 
 
 def _to_float(images, labels, where):
@@ -109,7 +131,7 @@ def _to_float(images, labels, where):
 
 def _load(path):
     """Dispatch on what ``path`` is: a directory of IDX files or an .npz file."""
-    path = Path(path)
+    path = _path(path)
     if path.is_dir():
         arrays = read_idx_dir(path)
     elif path.is_file() and path.suffix == ".npz":
@@ -139,7 +161,7 @@ def load_fashion_mnist(path=None):
     path=None reads FASHION_MNIST_DIR, where ``sudo apt-get install dataset-fashion-mnist``
     puts the IDX files on Debian and Ubuntu; or pass a directory / .npz of your own.
     """
-    directory = Path(FASHION_MNIST_DIR if path is None else path)
+    directory = _path(FASHION_MNIST_DIR if path is None else path)
     try:
         return _load(directory)
     except FileNotFoundError as exc:

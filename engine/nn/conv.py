@@ -3,7 +3,7 @@ import numpy
 
 from engine import functional as F
 from engine.nn.init import fan_in_uniform_
-from engine.nn.module import Module, Parameter
+from engine.nn.module import Module, Parameter, check_input
 
 
 class Conv2d(Module):
@@ -30,6 +30,7 @@ class Conv2d(Module):
                                     fan_in) if bias else None
 
     def forward(self, x):
+        check_input("Conv2d", x, 0, f"(N, C={self.in_channels}, H, W)")  # F.conv2d checks the shape
         return F.conv2d(x, self.weight, self.bias, self.stride, self.padding)
 
     def extra_repr(self):

@@ -3,7 +3,7 @@ import numpy
 
 from engine import functional as F
 from engine.nn.init import fan_in_uniform_
-from engine.nn.module import Module, Parameter
+from engine.nn.module import Module, Parameter, check_input
 
 
 class Linear(Module):
@@ -25,9 +25,10 @@ class Linear(Module):
             Parameter(numpy.zeros(out_features), dtype=dtype, device=device), in_features) if bias else None
 
     def forward(self, x):
+        check_input("Linear", x, 1, f"(..., in_features={self.in_features})")
         if x.shape[-1] != self.in_features:
             raise ValueError(f"Linear: input of shape {x.shape} has {x.shape[-1]} features, "
-                             f"the layer expects {self.in_features}")
+                             f"the layer expects {self.in_features} (in_features)")
         return F.linear(x, self.weight, self.bias)
 
     def extra_repr(self):

@@ -5,6 +5,8 @@ attributes, in the order they were assigned (no registration calls): that
 order is the order of ``parameters()``, ``state_dict()`` and of the gradient
 buckets a data-parallel strategy sends.
 """
+import numpy
+
 from engine import backend
 from engine.tensor import Tensor
 
@@ -95,19 +97,20 @@ class Module:
         return {name: backend.to_numpy(p.data).copy() for name, p in self.named_parameters()}
 
     def load_state_dict(self, state_dict):
-        """Copy arrays into the parameters (in place). Every key must match, with equal shapes."""
+        """Copy arrays (or Tensors, or nested lists of numbers) into the parameters, in place.
+
+        Every key must match, with equal shapes; all are checked before anything is copied,
+        so a bad dict leaves the model untouched. Values of another dtype are cast."""
+        if not isinstance(state_dict, dict):
+            raise TypeError(f"load_state_dict: expected a dict of arrays, got {type(state_dict).__name__}")
         params = dict(self.named_parameters())
         missing = [k for k in params if k not in state_dict]
         unexpected = [k for k in state_dict if k not in params]
         if missing or unexpected:
             raise KeyError(f"load_state_dict: missing keys {missing}, unexpected keys {unexpected}")
+        values = {name: _as_array(name, state_dict[name], p) for name, p in params.items()}
         for name, p in params.items():
-            value = state_dict[name]
-            value = value.data if isinstance(value, Tensor) else value
-            if tuple(value.shape) != p.shape:
-                raise ValueError(f"load_state_dict: {name} has shape {p.shape} in the model "
-                                 f"but {tuple(value.shape)} in the state dict")
-            p.data[...] = backend.to_device(value, p.device)
+            p.data[...] = backend.to_device(values[name], p.device)
 
     def __repr__(self):
         lines = [f"  ({name}): {child!r}".replace("\n", "\n  ") for name, child in self.named_children()]
@@ -118,3 +121,31 @@ class Module:
 
     def extra_repr(self):
         return ""
+
+
+def check_input(layer, x, min_ndim, expected):
+    """Raise a clear error unless ``x`` is a Tensor with at least ``min_ndim`` axes. As in
+    PyTorch a NumPy array is refused (TypeError), not wrapped: wrap it with Tensor(x)."""
+    if not isinstance(x, Tensor):
+        raise TypeError(f"{layer}: expected a Tensor input {expected}, got {type(x).__name__}"
+                        f"{' of shape ' + str(x.shape) if hasattr(x, 'shape') else ''} (wrap it: Tensor(x))")
+    if x.ndim < min_ndim:
+        raise ValueError(f"{layer}: expected an input {expected}, got shape {x.shape}")
+
+
+def _as_array(name, value, param):
+    """``value`` as an array of ``param``'s shape, or an error naming ``name`` and both shapes."""
+    value = value.data if isinstance(value, Tensor) else value
+    if not hasattr(value, "shape"):
+        try:
+            value = numpy.asarray(value)
+        except ValueError as exc:  # a ragged nested list
+            raise TypeError(f"load_state_dict: {name}: cannot read {type(value).__name__} as an array "
+                            f"of shape {param.shape}: {exc}") from exc
+    if value.dtype.kind not in "biuf":
+        raise TypeError(f"load_state_dict: {name}: expected numbers (an array of shape {param.shape}), "
+                        f"got dtype {value.dtype} from {type(value).__name__}")
+    if tuple(value.shape) != param.shape:
+        raise ValueError(f"load_state_dict: {name} has shape {param.shape} in the model "
+                         f"but {tuple(value.shape)} in the state dict")
+    return value

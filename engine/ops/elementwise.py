@@ -3,6 +3,8 @@
 With broadcasting, the gradient of each operand is summed back to its shape
 (see ``broadcasting.sum_to_shape``).
 """
+import numpy
+
 from engine import backend, kernels
 from engine.autograd import Function
 from engine.ops.broadcasting import broadcast_error, sum_to_shape
@@ -53,14 +55,16 @@ class Pow(Function):
 
     def forward(self, a, exponent):
         self.saved = (a,)
-        return a ** a.dtype.type(exponent)
+        with numpy.errstate(divide="ignore"):  # 0 ** -1 = inf is meant (x / 0, as in PyTorch)
+            return a ** a.dtype.type(exponent)
 
     def backward(self, g):
         (a,) = self.saved
         p = a.dtype.type(self.options["exponent"])
         if p == 0:  # a ** 0 = 1 is constant; p * a ** -1 would be 0 * inf = nan at a = 0
             return (g * 0,)
-        return (g * p * a ** (p - 1),)
+        with numpy.errstate(divide="ignore"):
+            return (g * p * a ** (p - 1),)
 
 
 class Exp(Function):

@@ -20,6 +20,16 @@ def normalize_axis(axis, ndim):
     return tuple(sorted(out))
 
 
+def check_reduction(op, shape, axis):
+    """Raise a ValueError naming ``op`` and ``shape`` when ``axis`` (normalized) has no entries:
+    a max or argmax of nothing is undefined (PyTorch raises too). A (0, 3) tensor reduced
+    over its axis 1 is fine: zero results, each of three entries."""
+    empty = [a for a in axis if shape[a] == 0]
+    if empty:
+        raise ValueError(f"{op}: cannot reduce over an empty axis ({empty[0]}) of shape {tuple(shape)}; "
+                         f"{op} of no entries is undefined (pass an axis whose size is not 0)")
+
+
 def _expand(g, axis, keepdims):
     """Put the reduced axes back into g (as size-1 axes) so it broadcasts against the input."""
     return g if keepdims else backend.array_module(g).expand_dims(g, axis)
@@ -30,7 +40,8 @@ class Sum(Function):
 
     def forward(self, a, axis, keepdims):
         self.saved = (a.shape,)
-        return a.sum(axis=axis, keepdims=keepdims)
+        # bool and integer sums are int64, as in PyTorch (NumPy would keep uint64 for uint8)
+        return a.sum(axis=axis, keepdims=keepdims, dtype="int64" if a.dtype.kind in "biu" else None)
 
     def backward(self, g):
         (shape,) = self.saved
@@ -47,8 +58,7 @@ class Max(Function):
     """
 
     def forward(self, a, axis, keepdims):
-        if a.size == 0:
-            raise ValueError("max: cannot reduce an empty tensor")
+        check_reduction("max", a.shape, axis)
         z = a.max(axis=axis, keepdims=True)
         xp = backend.array_module(a)
         mask = (a == z) | (xp.isnan(a) & xp.isnan(z))  # a NaN max takes the gradient (PyTorch)

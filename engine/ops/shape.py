@@ -11,8 +11,8 @@ def normalize_index(index):
         return tuple(normalize_index(i) for i in index)
     if hasattr(index, "data") and hasattr(index, "requires_grad"):  # a Tensor
         return index.data
-    if isinstance(index, list):
-        return numpy.asarray(index)
+    if isinstance(index, list):  # [] would be a float64 array, not an index: make it int64
+        return numpy.asarray(index, dtype=None if index else numpy.int64)
     return index
 
 

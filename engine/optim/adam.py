@@ -16,6 +16,8 @@ class Adam(Optimizer):
     The two bias corrections undo m and v starting at zero.
     """
 
+    state_keys = ("step", "exp_avg", "exp_avg_sq")
+
     def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0):
         if not all(0 <= b < 1 for b in betas):
             raise ValueError(f"Adam: betas must be in [0, 1), got {betas}")

@@ -12,6 +12,8 @@ class SGD(Optimizer):
         d = g + momentum * b   if nesterov,   d = b   if momentum > 0,   d = g otherwise
     """
 
+    state_keys = ("momentum_buffer",)
+
     def __init__(self, params, lr, momentum=0.0, dampening=0.0, weight_decay=0.0, nesterov=False):
         if nesterov and (momentum <= 0 or dampening != 0):
             raise ValueError("SGD: nesterov momentum needs momentum > 0 and dampening = 0")

@@ -24,11 +24,13 @@ Cost: one extra float per parameter of memory; no extra bytes on the wire.
 import numpy
 
 import collectives
+from strategies.checkpoint.stateful import Stateful
 
 
-class Compressor:
+class Compressor(Stateful):
     """Base: subclasses set ``name`` and define compress, decompress and bytes_sent; the default
-    ``exchange`` is the all-gather transport above (``transport`` is the part after compress)."""
+    ``exchange`` is the all-gather transport above (``transport`` is the part after compress).
+    ``state_attributes``: what changes step by step (residuals, random streams): checkpoints."""
     name = "base"
     error_feedback = False
 
@@ -87,6 +89,7 @@ class NoCompression(Compressor):
 class ErrorFeedback(Compressor):
     """EF around any compressor (the module docstring): ``residual`` is e, this rank's memory."""
     error_feedback = True
+    state_attributes = ("residual", "inner")
 
     def __init__(self, inner):
         self.inner, self.name, self.residual = inner, inner.name, None

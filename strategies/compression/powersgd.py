@@ -38,6 +38,7 @@ def orthonormalise(P):
 
 class PowerSGD(Compressor):
     name = "powersgd"
+    state_attributes = ("Q", "e", "layout")          # warm-started Q, the residual
 
     def __init__(self, rank=1, shapes=None, error_feedback=True, seed=0):
         if not (isinstance(rank, int) and rank >= 1):

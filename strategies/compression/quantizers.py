@@ -64,6 +64,7 @@ class QSGD(Compressor):
     communicator (``exchange``), default_rng(seed) before - reproducible runs, independent
     rounding across ranks (so the p errors average down)."""
     name = "qsgd"
+    state_attributes = ("rng", "rank")
 
     def __init__(self, levels=8, seed=0):
         if not (isinstance(levels, int) and levels >= 1):

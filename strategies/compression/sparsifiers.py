@@ -48,6 +48,8 @@ def scatter_mean(payloads, n, dtype):
 class Sparsifier(Compressor):
     """Shared decode and cost: payload = (values (k,), indices (k,) int32)."""
 
+    state_attributes = ("rng", "rank", "step")
+
     def __init__(self, ratio=0.01, seed=0):
         self.ratio, self.seed = check_ratio(ratio), seed
         self.rng, self.rank, self.step = numpy.random.default_rng(seed), None, 0
@@ -74,6 +76,7 @@ class Sparsifier(Compressor):
 
 class TopK(Sparsifier):
     name = "topk"
+    state_attributes = Sparsifier.state_attributes + ("u", "v")     # DGC velocity, accumulator
 
     def __init__(self, ratio=0.01, momentum_correction=0.0, warmup_steps=0, seed=0):
         super().__init__(ratio, seed)

@@ -37,6 +37,8 @@ class PSAsync(ParameterServer):
 
     name = "ps-async"
     staleness_bound = None     # SSP's s; None: replies are never deferred
+    state_attributes = ParameterServer.state_attributes + ("clock", "deferred")
+    checkpoint_between_steps = False       # pushes are in flight between steps
 
     def __init__(self, model, comm, staleness_lr=False, **common):
         super().__init__(model, comm, **common)

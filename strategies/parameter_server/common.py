@@ -43,6 +43,10 @@ class ParameterServer(Strategy):
 
     replicated = False
     min_world_size = 2
+    # What a checkpoint keeps (a server's or a worker's; the other role's names are absent;
+    # epoch_steps is not: begin_epoch sets it from the epoch's length, which --max-steps may change):
+    state_attributes = ("steps", "version", "handled", "schedule", "staleness", "dropped", "clock_leads",
+                        "theta", "versions", "chunk", "pushes", "leaves", "calls", "left")
 
     def __init__(self, model, comm, servers=1, slow_rank=None, slow_factor=1.0):
         super().__init__(model, comm)
@@ -130,6 +134,12 @@ class ParameterServer(Strategy):
     def parameters(self):
         return [self.shard] if self.role == "server" else []
 
+    def load_state_dict(self, state):
+        """A checkpoint's state; a worker's model becomes its restored replica theta."""
+        super().load_state_dict(state)
+        if self.role == "worker":
+            load_flat_parameters(self.model, self.theta)
+
     def train_step(self, optimizer, loss_fn, xb, yb):
         self.steps += 1
         if self.role == "server":
@@ -166,6 +176,8 @@ class ParameterServer(Strategy):
             p.grad = None
         loss = loss_fn(self.model(xb), yb)                               # F9
         loss.backward()
+        if self.nan_guard is not None:                                   # stop: before the push
+            self.nan_guard.drop_step(loss.item(), self.pushes + 1)
         g = numpy.concatenate([a.reshape(-1) for a in gradients(self.model.parameters())])  # (n,)
         self.straggler.delay(time.time() - start)
         self.timeline.add("compute", start, time.time())

@@ -17,6 +17,8 @@ Equal-speed ps-sync hands worker i exactly the rows the static split gave it (ch
 as many chunks under first_come, and a straggler that hears NONE_LEFT stops: an epoch lasts
 C / (sum of the workers' rates), not T x the slowest worker's step time.
 """
+from strategies.checkpoint.stateful import Stateful
+
 NONE_LEFT = -1     # in a reply: no chunk for you this epoch; in a push: "I have left" (no block)
 
 
@@ -27,8 +29,10 @@ def chunk_rows(chunk, workers, batch_size):
     return step, slice(share * b, (share + 1) * b)
 
 
-class Schedule:
+class Schedule(Stateful):
     """Server 0's hand-out of one epoch's chunks (see the module docstring)."""
+
+    state_attributes = ("start_version", "next")     # steps: begin() sets it from the epoch
 
     def __init__(self, workers, first_worker):
         self.workers, self.first_worker = workers, first_worker

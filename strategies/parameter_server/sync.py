@@ -38,6 +38,11 @@ class PSSync(ParameterServer):
 
     name = "ps-sync"
 
+    @property
+    def checkpoint_between_steps(self):
+        """Without backup workers nothing is in flight between steps; with them, late pushes."""
+        return self.backup == 0
+
     def __init__(self, model, comm, backup=0, **common):
         super().__init__(model, comm, **common)
         if not 0 <= backup < self.workers:

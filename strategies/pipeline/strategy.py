@@ -146,6 +146,10 @@ class ModelParallel(Strategy):
     def parameters(self):
         return [p for module in self.modules for p in module.parameters()]
 
+    def guarded_parameters(self):
+        return [(f"stage {self.grid.pp_rank} chunk {c} {name}", p)
+                for c, module in enumerate(self.modules) for name, p in module.named_parameters()]
+
     def train_step(self, optimizer, loss_fn, xb, yb):
         if self.executor is None:
             self.executor = Executor(self.modules, self.grid.pp, self.grid.degrees["pp"], self.grid.pp_rank,
@@ -158,6 +162,8 @@ class ModelParallel(Strategy):
         micro_x = [xb.data[m * b:(m + 1) * b] for m in range(M)]
         micro_y = [yb.data[m * b:(m + 1) * b] for m in range(M)]
         loss_sum, rows = self.executor.run(self.ops, micro_x, micro_y, loss_fn)
+        if self.nan_guard is not None:                      # stop: before the dp all-reduce
+            self.nan_guard.drop_step(loss_sum, self.steps + 1)
         params = self.parameters()
         if self.grid.degrees["dp"] > 1 and params:
             flat = numpy.concatenate([g.reshape(-1) for g in gradients(params)])
