@@ -10,14 +10,13 @@ checkpoint is step 8, mid-epoch 1, and the resumed run crosses the epoch boundar
 import json
 import os
 import signal
-import subprocess
 import sys
 import time
 
 import pytest
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "mpi"))
-from launch import ROOT, launch, mpirun_path, rank_pid, run_mpi  # noqa: E402
+from launch import launch, rank_pid, run_mpi, start  # noqa: E402
 
 COMMON = ["--batch-size", "240", "--epochs", "2", "--max-steps", "20", "--lr", "0.05",
           "--momentum", "0.9", "--quiet"]
@@ -68,11 +67,7 @@ def test_an_external_kill_9_then_resume(tmp_path):
              "--strategy", "dp"]
     directory = tmp_path / "ck"
     saving = ["--checkpoint-dir", str(directory), "--checkpoint-every", "10", "--keep-checkpoints", "3"]
-    env = dict(os.environ, OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", NUMBA_NUM_THREADS="1",
-               PYTHONPATH=str(ROOT))
-    job = subprocess.Popen([mpirun_path(), "-n", "4", sys.executable, "-m", "mpi4py", "-m", "strategies.train",
-                            *flags, *saving], cwd=ROOT, env=env, stdout=subprocess.PIPE,
-                           stderr=subprocess.PIPE, text=True, start_new_session=True)
+    job = start("strategies.train", 4, *flags, *saving)
     try:
         deadline = time.monotonic() + 120
         while not (directory / "step-00000010" / "manifest.json").exists():

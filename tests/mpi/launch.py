@@ -24,9 +24,11 @@ def mpirun_path():
     return shutil.which("mpirun") or shutil.which("mpiexec")
 
 
-def launch(script, ranks, *args, timeout=120):
-    """Run ``script`` from the repository root, one BLAS thread per rank; return the
-    CompletedProcess whatever its exit code (subprocess.TimeoutExpired past ``timeout``).
+def start(script, ranks, *args):
+    """Start ``script`` from the repository root, one BLAS thread per rank, and return the
+    Popen (stdout and stderr piped, text) without waiting: for a test that acts on the job
+    while it runs (kills a rank). It runs in a session of its own, so that ``os.killpg`` of
+    its pid ends the whole group (mpirun and every rank).
 
     ``script`` is a path, or a dotted module name such as "benchmarks.collectives" (run
     with ``-m``, as modules whose file names match a package must be). ``ranks``: the
@@ -40,16 +42,21 @@ def launch(script, ranks, *args, timeout=120):
     else:
         command = [mpirun_path(), "-n", str(ranks), sys.executable, "-m", "mpi4py", *target,
                    *map(str, args)]
-    # A session of its own, so that on a timeout the whole group (mpirun and every rank) dies.
-    process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, text=True, start_new_session=True)
+    return subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+
+
+def launch(script, ranks, *args, timeout=120):
+    """``start`` and wait: the CompletedProcess whatever its exit code
+    (subprocess.TimeoutExpired past ``timeout``, after killing the whole group)."""
+    process = start(script, ranks, *args)
     try:
         stdout, stderr = process.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
         os.killpg(process.pid, signal.SIGKILL)
         process.communicate()
         raise
-    return subprocess.CompletedProcess(command, process.returncode, stdout, stderr)
+    return subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr)
 
 
 def run_mpi(script, ranks, *args, timeout=120):
