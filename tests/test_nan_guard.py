@@ -3,7 +3,7 @@ the rank that made it, before the all-reduce; --on-nan stop names rank, step and
 --on-nan skip drops the step on every rank alike.
 
 The fault is a real one: one training row of NaN pixels. Where it lands (which step, which
-rank) follows from the loader's order, permutation(n) of (seed, epoch) (engine/data/loader.py).
+rank) is read from the runner's loader, whose order is a function of (seed, epoch).
 """
 import os
 import sys
@@ -14,6 +14,7 @@ import pytest
 import collectives
 from engine import nn
 from strategies import loop
+from strategies.loader import RankLoader
 from strategies.nan_guard import NanGuard, NonFiniteError
 from strategies.train import parse_args, run
 
@@ -28,9 +29,13 @@ def poisoned(args):
 
 
 def where_the_row_lands(n, seed=0):
-    """(step from 1, rank) of the global batch holding ROW in epoch 0, with B // K rows per rank."""
-    position = int(numpy.flatnonzero(numpy.random.default_rng([seed, 0]).permutation(n) == ROW)[0])
-    return position // B + 1, (position % B) // (B // K)
+    """(step from 1, rank) of the global batch holding ROW in epoch 0, with B // K rows per rank:
+    the runner's own loader (strategies/loader.py) over the row numbers, read back."""
+    order = RankLoader(numpy.arange(n), numpy.arange(n), B, slice(0, B), seed=seed)
+    for step, (rows, _) in enumerate(order, start=1):
+        if ROW in rows.numpy():
+            return step, int(numpy.flatnonzero(rows.numpy() == ROW)[0]) // (B // K)
+    raise AssertionError(f"row {ROW} is in no batch of epoch 0")
 
 
 def train(flags, ranks=K, timeout=60):
