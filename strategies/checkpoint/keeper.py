@@ -82,7 +82,7 @@ class Checkpoints:
                  "optimizer": self.optimizer.state_dict() if self.optimizer else None,
                  "strategy": self.strategy.state_dict(),
                  "rng": default_generator().bit_generator.state,
-                 "position": asdict(position) | {"strategy": None}}
+                 "position": asdict(position)}       # its strategy: None (that is above)
         entry = store.write_rank_file(self.directory, position.steps, self.comm.rank, encode(state))
         entries = gather_json(self.metrics, entry | {"loss_sum": position.loss_sum, "rows": position.rows})
         if self.comm.rank == 0:          # every file is on disk: the gather was their last word
