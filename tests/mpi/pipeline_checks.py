@@ -27,6 +27,7 @@ from strategies import STRATEGIES, loop, train  # noqa: E402
 from strategies.pipeline import schedules  # noqa: E402
 from strategies.pipeline.strategy import ModelParallel  # noqa: E402
 
+from checks import reporter, run_saved  # noqa: E402  (tests/mpi/checks.py)
 from faults import failing  # noqa: E402  (tests/mpi/faults.py)
 from saved_params import max_diff  # noqa: E402  (tests/mpi/saved_params.py)
 
@@ -47,15 +48,11 @@ def main():
     out.mkdir(parents=True, exist_ok=True)
     configure_process()
     comm = collectives.world()
-    K, say = comm.size, (print if comm.rank == 0 else (lambda *a, **k: None))
+    K, (say, _) = comm.size, reporter(comm)
     data = loop.load_data(flags("single"))
 
     def launch(args, on=comm, name=None):
-        args.save_params = str(out / f"{name}.npz") if name and comm.rank == 0 else None
-        record = train.run(args, on, data)
-        assert "error" not in record, record
-        on.barrier()
-        return record
+        return run_saved(args, on, data, name and comm.rank == 0 and out / f"{name}.npz")
 
     def equal(strategy, *extra):
         name = f"{strategy}-{'-'.join(extra)}".replace("--", "")

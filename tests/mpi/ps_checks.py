@@ -28,6 +28,7 @@ from engine.process import configure_process  # noqa: E402
 from strategies import STRATEGIES, loop, train  # noqa: E402
 from strategies.parameter_server import PSSync  # noqa: E402
 
+from checks import reporter, run_saved  # noqa: E402  (tests/mpi/checks.py)
 from faults import failing  # noqa: E402  (tests/mpi/faults.py)
 from saved_params import max_diff  # noqa: E402  (tests/mpi/saved_params.py)
 
@@ -49,18 +50,11 @@ def main():
     out.mkdir(parents=True, exist_ok=True)
     configure_process()
     comm = collectives.world()
-    K, say = comm.size, (print if comm.rank == 0 else (lambda *a, **k: None))
+    K, (say, ok) = comm.size, reporter(comm)
     data = {dtype: loop.load_data(flags("single", dtype)) for dtype in ("float32", "float64")}
 
     def launch(args, on=comm, name=None):
-        args.save_params = str(out / f"{name}.npz") if name and comm.rank == 0 else None
-        record = train.run(args, on, data[args.dtype])
-        assert "error" not in record, record
-        on.barrier()
-        return record
-
-    def ok(what, value=None):
-        say(f"ok  {what}" + ("" if value is None else f"  ({value:.2e})"), flush=True)
+        return run_saved(args, on, data[args.dtype], name and comm.rank == 0 and out / f"{name}.npz")
 
     def bytes_match(record):
         for role, entry in record["roles"].items():

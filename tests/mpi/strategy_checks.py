@@ -31,6 +31,7 @@ from engine.process import configure_process  # noqa: E402
 from strategies import loop, train  # noqa: E402
 from strategies.grid import Grid  # noqa: E402
 
+from checks import reporter, run_saved  # noqa: E402  (tests/mpi/checks.py)
 from saved_params import load, max_diff  # noqa: E402  (tests/mpi/saved_params.py)
 
 import numpy  # noqa: E402
@@ -53,25 +54,15 @@ def main():
     configure_process()
     comm = collectives.world()
     alone = comm.split(comm.rank)                    # a world of one, for the reference
-    K, say = comm.size, (print if comm.rank == 0 else (lambda *a, **k: None))
+    K, (say, ok) = comm.size, reporter(comm)
     data = {dtype: loop.load_data(flags("dp", dtype)) for dtype in ("float32", "float64")}
 
     def launch(args, on=comm, name=None):
-        if name:
-            args.save_params = str(out / f"{name}.npz")
-        record = train.run(args, on, data[args.dtype])
-        assert "error" not in record, record
-        on.barrier()
-        return record
-
-    def ok(what, value=None):
-        say(f"ok  {what}" + ("" if value is None else f"  ({value:.2e})"), flush=True)
+        return run_saved(args, on, data[args.dtype], name and comm.rank == 0 and out / f"{name}.npz")
 
     # the reference: every rank alone, the whole global batch; rank 0's file is the one read
     for dtype in ("float64", "float32"):
-        args = flags("single", dtype)
-        args.save_params = str(out / f"single-{dtype}.npz") if comm.rank == 0 else None
-        assert "error" not in train.run(args, alone, data[dtype])
+        run_saved(flags("single", dtype), alone, data[dtype], comm.rank == 0 and out / f"single-{dtype}.npz")
     comm.barrier()
 
     hashes = {}
@@ -122,9 +113,8 @@ def main():
     ok("dp --overlap == dp with the same buckets, bit for bit (sha256 " + buckets["params_sha256"][:12] + ")")
 
     pruned = ["--prune", "0.9", "--momentum", "0.9"]                    # MATH A7 under A1
-    args = flags("single", "float64", 20, *pruned)
-    args.save_params = str(out / "single-pruned.npz") if comm.rank == 0 else None
-    assert "error" not in train.run(args, alone, data["float64"])
+    run_saved(flags("single", "float64", 20, *pruned), alone, data["float64"],
+              comm.rank == 0 and out / "single-pruned.npz")
     comm.barrier()
     record = launch(flags("dp", "float64", 20, *pruned), name="dp-pruned")
     error = max_diff(out / "dp-pruned.npz", out / "single-pruned.npz") if comm.rank == 0 else 0.0
