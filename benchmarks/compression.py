@@ -41,7 +41,6 @@ from engine.compress import (apply_masks, convert, deep_compression_bytes, magni
 from engine.compress.finetune import accuracy, fine_tune, inputs
 from engine.compress.int8 import time_against_float32
 from engine.compress.sparse import time_sparse_vs_dense
-from engine.data.mnist import FASHION_MNIST_DIR
 from engine.process import configure_process
 
 from benchmarks import measure
@@ -196,7 +195,7 @@ def main():
     args = parser.parse_args()
     configure_process()
     say = print
-    full = not args.quick and pathlib.Path(FASHION_MNIST_DIR).is_dir()
+    full = measure.full_scale(args.quick)
     dataset = "fashion-mnist" if full else "mnist"
     X, y, Xt, yt = data.load_dataset(dataset, None)
     X, Xt = ((X - 0.5) / 0.5).astype(numpy.float32), ((Xt - 0.5) / 0.5).astype(numpy.float32)

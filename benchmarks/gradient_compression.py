@@ -27,7 +27,6 @@ import time
 import numpy
 
 import collectives
-from engine.data.mnist import FASHION_MNIST_DIR
 from engine.process import configure_process
 from engine import models
 from strategies import loop, train
@@ -144,7 +143,7 @@ def main():
     configure_process()
     comm = collectives.world()
     say = print if comm.rank == 0 else (lambda *a, **k: None)
-    full = not args.quick and pathlib.Path(FASHION_MNIST_DIR).is_dir()
+    full = measure.full_scale(args.quick)
     common = (f"--dataset {'fashion-mnist' if full else 'mnist'} --batch-size 128 --momentum 0.9 "
               "--seed 0 --quiet")
     busy = on_first(comm, 1, lambda sub: cpu_busy())

@@ -5,6 +5,7 @@
               summarize(seconds) -> {median_ms, p10_ms, p90_ms, steps}; ratios(results, pairs)
     machine   usable_cores(), machine_info(command) -> {cpu, cores, BLAS and its threads,
               library versions, load average, date, the command line}
+    data      full_scale(quick): whether claims at full scale can be measured here
     files     save_json(report, path); bar_panels(panels, title, path): one bar chart per
               section, median with p10-p90 whiskers; print_table(title, results, ratio)
 
@@ -22,6 +23,8 @@ import sys
 import time
 
 import numpy
+
+from engine.data.mnist import FASHION_MNIST_DIR
 
 
 # ---- timing ----
@@ -72,6 +75,15 @@ def ratios(results, pairs):
     """{"a/b": median of a / median of b} for each pair present in ``results``."""
     med = {name: r["median_ms"] for name, r in results.items()}
     return {f"{a}/{b}": med[a] / med[b] for a, b in pairs if a in med and b in med}
+
+
+# ---- the data ----
+
+def full_scale(quick):
+    """True when a benchmark runs at full scale: not --quick, and Fashion-MNIST (60,000
+    images) installed where the engine reads it (Debian's dataset-fashion-mnist); otherwise
+    it runs on the bundled MNIST subset."""
+    return not quick and os.path.isdir(FASHION_MNIST_DIR)
 
 
 # ---- the machine ----

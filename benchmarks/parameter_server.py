@@ -34,7 +34,6 @@ import numpy
 
 import collectives
 from collectives import costmodel
-from engine.data.mnist import FASHION_MNIST_DIR
 from engine.process import configure_process
 from strategies import loop, train
 from strategies.parameter_server.cost import ps_step_seconds, ring_step_seconds
@@ -201,7 +200,7 @@ def main():
     comm = collectives.world()
     say = print if comm.rank == 0 else (lambda *a, **k: None)
     info = measure.machine_info("mpirun -n 4 python -m mpi4py -m benchmarks.parameter_server")
-    full = not args.quick and pathlib.Path(FASHION_MNIST_DIR).is_dir()
+    full = measure.full_scale(args.quick)
     dataset = "fashion-mnist" if full else "mnist"
     common = (f"--model mlp --dataset {dataset} --batch-size {args.batch_size} --lr 0.1 --seed 0 --quiet "
               + ("--epochs 1 --max-steps 10" if args.quick else f"--epochs {args.epochs}"))

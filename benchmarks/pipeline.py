@@ -26,7 +26,6 @@ import pathlib
 import numpy
 
 import collectives
-from engine.data.mnist import FASHION_MNIST_DIR
 from engine.process import configure_process
 from strategies import loop, train
 from strategies.pipeline import gantt, schedules, simulator
@@ -175,7 +174,7 @@ def main():
     configure_process()
     comm = collectives.world()
     say = print if comm.rank == 0 else (lambda *a, **k: None)
-    full = not args.quick and pathlib.Path(FASHION_MNIST_DIR).is_dir()
+    full = measure.full_scale(args.quick)
     dataset = "fashion-mnist" if full else "mnist"
     common = (f"--model mlp7 --dataset {dataset} --batch-size 128 --micro-batches 4 --lr 0.1 --seed 0 --quiet "
               + ("--epochs 1 --max-steps 10" if args.quick else "--epochs 1"))

@@ -38,7 +38,6 @@ import numpy
 import collectives
 import engine.functional as F
 from engine import Tensor, manual_seed, models, optim
-from engine.data.mnist import FASHION_MNIST_DIR
 from engine.process import configure_process
 from strategies import loop, train
 from strategies.base import Single
@@ -246,7 +245,7 @@ def main():
     say = print if comm.rank == 0 else (lambda *a, **k: None)
     cfg, rounds = QUICK if args.quick else FULL, args.rounds or (1 if args.quick else 3)
     dataset = args.dataset if args.dataset != "auto" else (
-        "fashion-mnist" if not args.quick and pathlib.Path(FASHION_MNIST_DIR).is_dir() else "mnist")
+        "fashion-mnist" if measure.full_scale(args.quick) else "mnist")
     cfg = dict(cfg, common=f"{COMMON} --dataset {dataset}")
     data = loop.load_data(train.parse_args(cfg["common"].split()))
     scratch = broadcast_json(comm, tempfile.mkdtemp(prefix="mpigrad-reliability-", dir=args.checkpoint_root)

@@ -298,7 +298,7 @@ def main():
     epochs = args.epochs or (2 if args.quick else 10)
     say(f"\n1. every strategy, mlp on the bundled MNIST subset, {epochs} epochs, global batch 64")
     records = compare(comm, epochs, say)
-    full_scale = not args.quick and pathlib.Path(FASHION_MNIST_DIR).is_dir()
+    full_scale = measure.full_scale(args.quick)
     if not args.quick and not full_scale:
         say(f"\n(Fashion-MNIST is not installed in {FASHION_MNIST_DIR}: the scaling part runs on the "
             "bundled subset instead; `sudo apt-get install dataset-fashion-mnist` for the full-scale one)")
